@@ -1,0 +1,1 @@
+"""LDA for detectron2."""

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# One-command, idempotent setup of everything the project needs, into a virtual environment.
+#
+#   bash tools/setup.sh            # creates/updates ./.venv
+#   LDA_VENV=/path/to/venv bash tools/setup.sh
+#
+# 1. torch / torchvision at the versions pinned in requirements/constraints.txt;
+# 2. detectron2: kept as it is if an official build with its C++ ops (detectron2._C) is importable
+#    or if a build patched by this script is already installed; otherwise the pb1-detectron2 0.6
+#    sdist (detectron2's Python sources) is downloaded, checked against its sha256, patched by
+#    tools/patch_detectron2.py (compatibility with current torch/numpy/Pillow/setuptools, C++
+#    extension skipped) and installed;
+# 3. this project (editable) with fvcore, lvis, pycocotools, opencv-python and the test tools.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${LDA_VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+CONSTRAINTS=$ROOT/requirements/constraints.txt
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/projects_lda
+
+# detectron2's Python sources, as re-uploaded to PyPI (detectron2 itself is not on PyPI).
+D2_SDIST_URL="https://files.pythonhosted.org/packages/60/26/48f5bbb7ee492696a21da23303daeecdfe3942c498a70d34108acf63b2bd/pb1-detectron2-0.6.tar.gz"
+D2_SDIST_SHA256="5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY=$VENV/bin/python
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+log "torch, torchvision (pinned in requirements/constraints.txt)"
+"${PIP[@]}" install -q -c "$CONSTRAINTS" "setuptools>=64" wheel torch torchvision
+
+d2_state=$("$PY" - <<'EOF'
+import importlib.util
+if importlib.util.find_spec("detectron2") is None:
+    print("missing")
+elif importlib.util.find_spec("detectron2._C") is not None:
+    print("official")
+elif importlib.util.find_spec("detectron2._c_fallback") is not None:
+    print("patched")
+else:
+    print("unpatched")
+EOF
+)
+case "$d2_state" in
+  official) log "detectron2 with C++ ops already installed: kept as it is" ;;
+  patched) log "detectron2 (patched pb1-detectron2 0.6) already installed" ;;
+  *)
+    log "building detectron2 0.6 from the pb1-detectron2 sdist (state: $d2_state)"
+    mkdir -p "$CACHE"
+    tarball=$CACHE/pb1-detectron2-0.6.tar.gz
+    if [ ! -f "$tarball" ] || ! echo "$D2_SDIST_SHA256  $tarball" | sha256sum -c --status; then
+      "$PY" - "$D2_SDIST_URL" "$tarball.part" <<'EOF'
+import sys, urllib.request
+urllib.request.urlretrieve(sys.argv[1], sys.argv[2])
+EOF
+      mv "$tarball.part" "$tarball"
+    fi
+    echo "$D2_SDIST_SHA256  $tarball" | sha256sum -c --status \
+      || { echo "[setup] sha256 mismatch for $tarball" >&2; exit 1; }
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    tar xzf "$tarball" -C "$work"
+    "$PY" "$ROOT/tools/patch_detectron2.py" "$work/pb1-detectron2-0.6"
+    "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation "$work/pb1-detectron2-0.6"
+    ;;
+esac
+
+log "projects_lda (editable) with fvcore, lvis, pycocotools, opencv-python and test tools"
+"${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[dev]"
+
+"$PY" -c "import detectron2, projects_lda; print('[setup] ok: detectron2', detectron2.__version__)"
+log "activate with: source $VENV/bin/activate"
