@@ -1,1 +1,11 @@
-"""LDA for detectron2."""
+"""
+LDA: Long-tailed Distribution Adaptation (ACM MM 2021) for detectron2.
+
+Importing this package registers ``LDAROIHeads`` in detectron2's ``ROI_HEADS_REGISTRY`` and the
+embedded long-tailed LVIS-format dataset (plus any datasets named in ``LDA_EXTRA_DATASETS``).
+"""
+from .config import add_lda_config
+from .lda_fast_rcnn import LDAFastRCNNOutputLayers, LDALogits
+from .roi_heads import LDAROIHeads
+from .class_freq import class_frequencies, class_frequencies_from_datasets
+# from . import data  # noqa: F401  (registers datasets)

@@ -1,0 +1,67 @@
+"""
+Sliding-window training accuracies of the unbalanced and balanced classifiers, and the
+self-adaptive balance factor alpha of Eq. 6 computed from them.
+"""
+import torch
+from torch import nn
+
+from .lda_loss import balance_factor
+
+__all__ = ["AccuracyWindow"]
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sums ``t`` over all workers; a no-op in a single process."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+class AccuracyWindow(nn.Module):
+    """
+    Keeps the (correct_unbalanced, correct_balanced, total) counts of the last ``window``
+    mini-batches in buffers, so they are saved in checkpoints and survive ``--resume``.
+
+    Counts are summed over all workers before they enter the window, so every worker holds the
+    same window and computes the same alpha (reducing the counts, not the ratios).
+    """
+
+    def __init__(self, window: int, gamma: float, percent: bool = False):
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"MODEL.LDA.WINDOW must be >= 1, got {window}")
+        self.gamma = gamma
+        self.percent = percent
+        # counts[i] = (correct_unbalanced, correct_balanced, total) of one mini-batch
+        self.register_buffer("counts", torch.zeros(window, 3, dtype=torch.float64))
+        self.register_buffer("position", torch.zeros((), dtype=torch.long))
+
+    @property
+    def window(self) -> int:
+        return self.counts.shape[0]
+
+    @torch.no_grad()
+    def update(self, correct_unbalanced, correct_balanced, total) -> None:
+        """Adds one mini-batch (the local counts of this worker) to the window."""
+        local = torch.tensor(
+            [float(correct_unbalanced), float(correct_balanced), float(total)],
+            dtype=torch.float64,
+            device=self.counts.device,
+        )
+        # gloo and NCCL both reduce float64 on the device the counts live on
+        self.counts[int(self.position) % self.window] = _all_reduce_sum(local)
+        self.position += 1
+
+    def accuracies(self):
+        """(acc_unbalanced, acc_balanced) over the window, as fractions; (0, 0) when empty."""
+        cu, cb, total = self.counts.sum(dim=0).tolist()
+        if total <= 0:
+            return 0.0, 0.0
+        return cu / total, cb / total
+
+    def alpha(self) -> float:
+        """Eq. 6 over the window; a python float, so it carries no gradient."""
+        cu, cb, total = self.counts.sum(dim=0).tolist()
+        return balance_factor(cu, cb, total, self.gamma, percent=self.percent)

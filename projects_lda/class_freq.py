@@ -1,0 +1,102 @@
+"""
+Class frequencies ``n_k`` for the importance weights of Eq. 5, from detectron2 dataset dicts.
+
+Two definitions are offered (``MODEL.LDA.CLASS_FREQ_SOURCE``):
+
+* ``"sampled"`` (default): the expected number of instances of each class *that the model sees*
+  per pass over the data. With ``RepeatFactorTrainingSampler`` an image with repeat factor r(I) is
+  seen r(I) times on average, so ``n_k = sum_I r(I) * #instances_k(I)``; with any other sampler it
+  equals the annotation counts. Eq. 5 reweights the training label distribution ``P_u`` into the
+  balanced one, and under repeat-factor sampling ``P_u`` is the resampled distribution: reweighting
+  by the raw annotation counts would correct for an imbalance RFS already partly removed.
+* ``"annotations"``: the raw instance counts in the annotations (the distribution without RFS).
+"""
+from typing import Callable, List, Sequence
+
+import torch
+
+from detectron2.data import DatasetCatalog
+from detectron2.data.samplers import RepeatFactorTrainingSampler
+
+__all__ = ["class_frequencies", "class_frequencies_from_datasets", "FREQ_SOURCES"]
+
+FREQ_SOURCES = ("sampled", "annotations")
+
+
+def _instances_per_class(dataset_dicts: Sequence[dict], num_classes: int) -> torch.Tensor:
+    counts = torch.zeros(len(dataset_dicts), num_classes, dtype=torch.float64)
+    for i, record in enumerate(dataset_dicts):
+        for ann in record.get("annotations", []):
+            if ann.get("iscrowd", 0):
+                continue
+            c = ann["category_id"]
+            if not 0 <= c < num_classes:
+                raise ValueError(
+                    f"annotation of image {record.get('file_name', i)!r} has category_id {c}, "
+                    f"outside [0, {num_classes}) (MODEL.ROI_HEADS.NUM_CLASSES={num_classes})"
+                )
+            counts[i, c] += 1
+    return counts
+
+
+def class_frequencies(
+    dataset_dicts: Sequence[dict],
+    num_classes: int,
+    *,
+    source: str = "sampled",
+    repeat_thresh: float = 0.0,
+) -> torch.Tensor:
+    """
+    Args:
+        dataset_dicts: training records in detectron2's format (contiguous category ids).
+        num_classes: C.
+        source: ``"sampled"`` or ``"annotations"`` (see the module docstring).
+        repeat_thresh: RFS threshold t; 0 means no repeat-factor sampling.
+    Returns:
+        (C,) float32 tensor of frequencies (zero for classes with no training sample).
+    """
+    if source not in FREQ_SOURCES:
+        raise ValueError(f"MODEL.LDA.CLASS_FREQ_SOURCE must be one of {FREQ_SOURCES}, got {source!r}")
+    counts = _instances_per_class(dataset_dicts, num_classes)
+    if source == "sampled" and repeat_thresh > 0:
+        rep = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+            dataset_dicts, repeat_thresh
+        ).to(torch.float64)
+        counts = counts * rep.unsqueeze(1)
+    return counts.sum(dim=0).to(torch.float32)
+
+
+def class_frequencies_from_datasets(
+    dataset_names: List[str],
+    num_classes: int,
+    *,
+    source: str = "sampled",
+    repeat_thresh: float = 0.0,
+    filter_empty: bool = True,
+) -> torch.Tensor:
+    """:func:`class_frequencies` over registered datasets, loaded as the train loader loads them."""
+    dicts = []
+    for name in dataset_names:
+        dicts.extend(DatasetCatalog.get(name))
+    if filter_empty:  # as get_detection_dataset_dicts(filter_empty=True) does
+        dicts = [d for d in dicts if any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", []))]
+    if not dicts:
+        raise ValueError(f"training datasets {list(dataset_names)} hold no annotated image")
+    return class_frequencies(dicts, num_classes, source=source, repeat_thresh=repeat_thresh)
+
+
+def frequency_provider(cfg) -> Callable[[], torch.Tensor]:
+    """A callable computing the class frequencies of ``cfg.DATASETS.TRAIN`` when first needed."""
+    sampled_rfs = cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
+    names = list(cfg.DATASETS.TRAIN)
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    source = cfg.MODEL.LDA.CLASS_FREQ_SOURCE
+    thresh = cfg.DATALOADER.REPEAT_THRESHOLD if sampled_rfs else 0.0
+    filter_empty = cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+
+    def provide() -> torch.Tensor:
+        return class_frequencies_from_datasets(
+            names, num_classes, source=source, repeat_thresh=thresh, filter_empty=filter_empty
+        )
+
+    return provide

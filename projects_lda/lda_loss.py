@@ -1,0 +1,161 @@
+"""
+The loss terms of LDA (Long-tailed Distribution Adaptation, ACM MM 2021) as pure functions.
+
+Notation (paper, Sec. 3): ``C`` foreground classes, ``n_k`` the training frequency of class k,
+``N = sum_k n_k``. Every function here works on plain tensors and can be tested alone; the box
+predictor in :mod:`projects_lda.lda_fast_rcnn` wires them together.
+"""
+from typing import Optional
+
+import torch
+from torch.nn import functional as F
+
+__all__ = [
+    "importance_weights",
+    "balanced_cross_entropy",
+    "intra_class_loss",
+    "inter_class_loss",
+    "class_centres",
+    "balance_factor",
+]
+
+
+def importance_weights(class_freq: torch.Tensor) -> torch.Tensor:
+    """
+    Eq. 5: ``beta(k) = P_b(k) / P_u(k) = (1 / C') / (n_k / N)``, the density ratio between the
+    balanced (test) and the unbalanced (training) label distributions.
+
+    ``C'`` counts the classes with ``n_k > 0``: a class with no training sample can never be a
+    label, so the balanced domain is taken over the classes that can be learned; this also makes
+    ``E_u[beta] = 1`` (the weighted loss keeps the scale of a cross-entropy). Classes with
+    ``n_k = 0`` get weight 0 (never inf or NaN).
+
+    Args:
+        class_freq: (C,) non-negative frequencies ``n_k`` (counts or any positive multiple).
+    Returns:
+        (C,) float tensor of weights.
+    """
+    freq = class_freq.to(dtype=torch.float32)
+    if (freq < 0).any() or not torch.isfinite(freq).all():
+        raise ValueError(f"class frequencies must be finite and >= 0, got {freq.tolist()[:10]}...")
+    present = freq > 0
+    num_present = int(present.sum())
+    if num_present == 0:
+        raise ValueError("class frequencies are all zero: no class has a training sample")
+    total = freq.sum()
+    safe = torch.where(present, freq, torch.ones_like(freq))
+    return torch.where(present, total / (num_present * safe), torch.zeros_like(freq))
+
+
+def balanced_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    normalization: str = "mean",
+) -> torch.Tensor:
+    """
+    Importance-weighted cross-entropy: the estimated risk of the balanced domain (Eq. 5).
+
+    Args:
+        logits: (n, C) balanced-classifier logits of the foreground samples.
+        labels: (n,) labels in ``[0, C)``.
+        weights: (C,) per-class weights ``beta(k)`` from :func:`importance_weights`.
+        normalization: ``"mean"`` (the paper's Eq. 5: ``1/n sum_i beta(y_i) CE_i``) or
+            ``"sum"`` (the released classification code: ``sum_i beta(y_i) CE_i`` with the
+            caller passing ``beta(k) = 1 / (C n_k)``, i.e. ``n/N`` times the mean form).
+    Returns:
+        scalar; 0 (connected to ``logits``) when there is no sample.
+    """
+    if normalization not in ("mean", "sum"):
+        raise ValueError(f"normalization must be 'mean' or 'sum', got {normalization!r}")
+    if labels.numel() == 0:
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    loss = (weights[labels] * ce).sum()
+    return loss / labels.numel() if normalization == "mean" else loss
+
+
+def class_centres(features: torch.Tensor, labels: torch.Tensor):
+    """
+    Returns ``(classes, inverse, centres, counts)``: the classes present in ``labels`` (sorted),
+    the index of each sample's class in ``classes``, the mean feature ``mu_k`` of each class, and
+    how many samples each has.
+    """
+    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    centres = features.new_zeros((classes.numel(), features.shape[1]))
+    centres.index_add_(0, inverse, features)
+    centres = centres / counts.unsqueeze(1).to(features.dtype)
+    return classes, inverse, centres, counts
+
+
+def intra_class_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """
+    Eq. 7, intra-class distance: for each class with at least 2 samples, the mean cosine distance
+    ``1 - cos(z_i, mu_k)`` of its samples to its centre; averaged over those classes.
+    Returns 0 (connected to ``features``) when no class has 2 samples.
+    """
+    zero = features.sum() * 0.0
+    if labels.numel() < 2:
+        return zero
+    classes, inverse, centres, counts = class_centres(features, labels)
+    valid = counts >= 2
+    if not valid.any():
+        return zero
+    dist = 1.0 - F.cosine_similarity(features, centres[inverse], dim=1)  # (n,)
+    per_class = features.new_zeros(classes.numel()).index_add_(0, inverse, dist)
+    per_class = per_class / counts.to(features.dtype)
+    return per_class[valid].mean() + zero
+
+
+def inter_class_loss(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 1.0,
+    class_weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """
+    Eq. 8, inter-class distance: hinge ``max(0, m - (1 - cos(mu_j, mu_k)))`` over the ordered pairs
+    ``j != k`` of classes present in the batch.
+
+    Args:
+        class_weights: None for the plain mean over the ``c (c - 1)`` pairs (released code's
+            default), or the (C,) weights ``w`` of Eq. 5: pair ``(j, k)`` is weighted by
+            ``w_j + w_k`` and the sum normalised by the sum of those weights (the paper's form).
+    Returns 0 (connected to ``features``) with fewer than 2 classes.
+    """
+    zero = features.sum() * 0.0
+    if labels.numel() == 0:
+        return zero
+    classes, _, centres, _ = class_centres(features, labels)
+    c = classes.numel()
+    if c < 2:
+        return zero
+    normed = F.normalize(centres, dim=1)
+    cos = normed @ normed.t()
+    hinge = (margin - (1.0 - cos)).clamp(min=0)
+    off_diag = ~torch.eye(c, dtype=torch.bool, device=features.device)
+    if class_weights is None:
+        return hinge[off_diag].mean() + zero
+    w = class_weights.to(features.dtype)[classes]
+    pair_w = (w.unsqueeze(1) + w.unsqueeze(0))[off_diag]
+    return (hinge[off_diag] * pair_w).sum() / pair_w.sum().clamp(min=1e-12) + zero
+
+
+def balance_factor(
+    correct_unbalanced: float,
+    correct_balanced: float,
+    total: float,
+    gamma: float,
+    percent: bool = False,
+) -> float:
+    """
+    Eq. 6, the self-adaptive balance factor ``alpha = max(0, acc_u - acc_b) ** gamma``.
+
+    Accuracies are ``correct / total`` over the window; with ``percent=True`` they are in percent
+    (0-100) as in the released code, so alpha is in percent**gamma. Returns 0.0 when ``total`` is 0.
+    """
+    if total <= 0:
+        return 0.0
+    scale = 100.0 if percent else 1.0
+    gap = scale * (correct_unbalanced - correct_balanced) / total
+    return max(0.0, gap) ** gamma

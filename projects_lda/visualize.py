@@ -1,0 +1,49 @@
+"""Draw predictions with detectron2's ``Visualizer`` (class names, scores, masks)."""
+import os
+from typing import Iterable, List
+
+import cv2
+
+from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.engine import DefaultPredictor
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+__all__ = ["draw_predictions", "visualize_files"]
+
+
+def draw_predictions(image_rgb, instances, metadata, score_thresh: float = 0.3):
+    """
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB image.
+        instances: detectron2 ``Instances`` on the CPU (``pred_boxes``, ``scores``,
+            ``pred_classes`` and optionally ``pred_masks``).
+        metadata: the dataset's metadata (``thing_classes``).
+        score_thresh: detections below this score are not drawn.
+    Returns:
+        (H, W, 3) uint8 RGB image with boxes, "class score%" labels and masks.
+    """
+    instances = instances[instances.scores >= score_thresh]
+    vis = Visualizer(image_rgb, metadata, instance_mode=ColorMode.IMAGE)
+    return vis.draw_instance_predictions(instances).get_image()
+
+
+def visualize_files(
+    cfg, files: Iterable[str], output_dir: str, metadata_name: str, score_thresh: float = 0.3
+) -> List[str]:
+    """
+    Runs the model of ``cfg`` (weights ``cfg.MODEL.WEIGHTS``) on image files and writes one PNG
+    per image into ``output_dir``; returns the paths written.
+    """
+    predictor = DefaultPredictor(cfg)
+    metadata = MetadataCatalog.get(metadata_name)
+    os.makedirs(output_dir, exist_ok=True)
+    written = []
+    for path in files:
+        image_bgr = read_image(path, format="BGR")
+        instances = predictor(image_bgr)["instances"].to("cpu")
+        drawn = draw_predictions(image_bgr[:, :, ::-1], instances, metadata, score_thresh)
+        out = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
+        cv2.imwrite(out, drawn[:, :, ::-1])
+        written.append(out)
+    return written

@@ -1,0 +1,188 @@
+"""The LDA box predictor on tiny hand-made inputs (in the style of detectron2's test_fast_rcnn)."""
+import math
+
+import pytest
+import torch
+
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from projects_lda import LDAFastRCNNOutputLayers
+
+C = 3
+FREQ = torch.tensor([6.0, 3.0, 1.0])  # beta = N / (C n_k) = [10/18, 10/9, 10/3]
+BETA = [10 / 18, 10 / 9, 10 / 3]
+
+
+def make_predictor(**kwargs):
+    kwargs.setdefault("class_freq", FREQ)
+    return LDAFastRCNNOutputLayers(
+        ShapeSpec(channels=8),
+        box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
+        num_classes=C,
+        test_score_thresh=0.0,
+        test_topk_per_image=100,
+        **kwargs,
+    )
+
+
+def set_constant(predictor, fgbg=(0.0, 0.0), unbalanced=(0.0,) * C, balanced=(0.0,) * C):
+    """Zero weights, so every proposal gets the given logits (the biases)."""
+    with torch.no_grad():
+        for layer, bias in [
+            (predictor.fgbg_score, fgbg),
+            (predictor.unbalanced_score, unbalanced),
+            (predictor.balanced_score, balanced),
+        ]:
+            layer.weight.zero_()
+            layer.bias.copy_(torch.tensor(bias))
+        predictor.projection.weight.zero_()
+        predictor.projection.bias.fill_(1.0)  # every projected feature is the same vector
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+
+
+def make_proposals(gt_classes):
+    n = len(gt_classes)
+    boxes = torch.tensor([[1.0, 1.0, 5.0, 5.0]] * n)
+    inst = Instances((10, 10))
+    inst.proposal_boxes = Boxes(boxes)
+    inst.gt_boxes = Boxes(boxes.clone())  # perfect proposals: box regression loss 0
+    inst.gt_classes = torch.tensor(gt_classes, dtype=torch.long)
+    return [inst]
+
+
+def run_losses(predictor, gt_classes, seed=0):
+    torch.manual_seed(seed)
+    proposals = make_proposals(gt_classes)
+    x = torch.rand(len(gt_classes), 8)
+    with EventStorage():
+        return predictor.losses(predictor(x), proposals)
+
+
+def test_losses_by_hand_fixed_alpha():
+    predictor = make_predictor(alpha_mode="fixed", fixed_alpha=1.0, divergence_weight=0.1)
+    set_constant(predictor)
+    losses = run_losses(predictor, [0, 1, 1, C])  # three foreground, one background
+    assert set(losses) == {
+        "loss_fgbg",
+        "loss_cls_unbalanced",
+        "loss_cls_balanced",
+        "loss_intra",
+        "loss_inter",
+        "loss_box_reg",
+    }
+    assert losses["loss_fgbg"].item() == pytest.approx(math.log(2), abs=1e-6)
+    assert losses["loss_cls_unbalanced"].item() == pytest.approx(math.log(3), abs=1e-6)
+    expected_balanced = (BETA[0] + 2 * BETA[1]) / 3 * math.log(3)
+    assert losses["loss_cls_balanced"].item() == pytest.approx(expected_balanced, abs=1e-6)
+    # identical projections: intra distance 0; identical centres: hinge m - 0 = 1, times lambda
+    assert losses["loss_intra"].item() == pytest.approx(0.0, abs=1e-6)
+    assert losses["loss_inter"].item() == pytest.approx(0.1, abs=1e-6)
+    assert losses["loss_box_reg"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_adaptive_alpha_by_hand():
+    predictor = make_predictor(gamma=1.5, balanced_loss_factor=2.0)
+    # g_u predicts class 1, g_b predicts class 0; labels 0, 1, 1: acc_u = 2/3, acc_b = 1/3
+    set_constant(predictor, unbalanced=(0.0, 5.0, 0.0), balanced=(5.0, 0.0, 0.0))
+    with EventStorage() as storage:
+        torch.manual_seed(0)
+        losses = predictor.losses(predictor(torch.rand(3, 8)), make_proposals([0, 1, 1]))
+        alpha = (1 / 3) ** 1.5
+        assert storage.history("lda/alpha").latest() == pytest.approx(alpha)
+        assert storage.history("lda/acc_unbalanced").latest() == pytest.approx(2 / 3)
+        assert storage.history("lda/acc_balanced").latest() == pytest.approx(1 / 3)
+    ce0 = -math.log(math.exp(5) / (math.exp(5) + 2))
+    ce1 = -math.log(1 / (math.exp(5) + 2))
+    expected = 2.0 * alpha * (BETA[0] * ce0 + 2 * BETA[1] * ce1) / 3
+    assert losses["loss_cls_balanced"].item() == pytest.approx(expected, rel=1e-5)
+    assert not losses["loss_cls_balanced"].grad_fn is None  # gradient to g_b, not to alpha
+
+
+def test_predict_probs_is_pfg_times_pbalanced():
+    predictor = make_predictor().eval()
+    set_constant(predictor, fgbg=(math.log(3.0), 0.0), balanced=(0.0, math.log(2.0), 0.0))
+    proposals = make_proposals([0, 1])
+    probs = predictor.predict_probs(predictor(torch.rand(2, 8)), proposals)
+    expected = torch.tensor([0.75 * 0.25, 0.75 * 0.5, 0.75 * 0.25, 0.25])
+    assert len(probs) == 1 and probs[0].shape == (2, C + 1)
+    assert torch.allclose(probs[0], expected.expand(2, -1), atol=1e-6)
+
+
+def test_inference_skips_unbalanced_and_projection():
+    predictor = make_predictor().eval()
+    calls = []
+    for m in [predictor.unbalanced_score, predictor.projection]:
+        m.register_forward_hook(lambda *a: calls.append(1))
+    proposals = make_proposals([0, 1, 2])
+    for p in proposals:
+        p.remove("gt_boxes")
+        p.remove("gt_classes")
+    predictions = predictor(torch.rand(3, 8))
+    assert predictions[0].unbalanced is None and predictions[0].projection is None
+    instances, kept = predictor.inference(predictions, proposals)
+    assert calls == []
+    assert len(instances) == 1 and len(kept) == 1
+    out = instances[0]
+    assert out.has("pred_boxes") and out.has("scores") and out.has("pred_classes")
+    assert out.scores.shape == out.pred_classes.shape
+    assert bool((out.pred_classes < C).all())
+
+
+@pytest.mark.parametrize("gt_classes", [[], [C, C, C]], ids=["no_proposals", "no_foreground"])
+def test_empty_batches_finite_and_every_parameter_gets_a_gradient(gt_classes):
+    predictor = make_predictor()
+    losses = run_losses(predictor, gt_classes)
+    for k, v in losses.items():
+        assert torch.isfinite(v), k
+    sum(losses.values()).backward()
+    for name, p in predictor.named_parameters():
+        assert p.grad is not None, f"{name} takes no part in the backward pass"
+        assert torch.isfinite(p.grad).all(), name
+
+
+def test_class_with_no_training_sample_gives_finite_losses():
+    predictor = make_predictor(class_freq=torch.tensor([5.0, 0.0, 2.0]), alpha_mode="fixed")
+    losses = run_losses(predictor, [0, 2, 2, C])
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_frequencies_missing_or_wrong():
+    predictor = make_predictor(class_freq=None)
+    with pytest.raises(RuntimeError, match="class frequencies are not set"):
+        run_losses(predictor, [0, 1])
+    with pytest.raises(ValueError, match="NUM_CLASSES=3"):
+        make_predictor(class_freq=torch.ones(5))
+    with pytest.raises(ValueError, match="MODEL.LDA.ALPHA_MODE"):
+        make_predictor(alpha_mode="sometimes")
+
+
+def test_frequency_callable_is_called_once_lazily():
+    calls = []
+
+    def provide():
+        calls.append(1)
+        return FREQ
+
+    predictor = make_predictor(class_freq=provide)
+    assert calls == [] and not bool(predictor.class_freq_ready)
+    run_losses(predictor, [0, 1])
+    run_losses(predictor, [1, 2])
+    assert calls == [1]
+    assert torch.equal(predictor.class_freq, FREQ)
+
+
+def test_checkpoint_round_trip_keeps_frequencies_and_window():
+    trained = make_predictor(window=4)
+    for seed in range(3):
+        run_losses(trained, [0, 1, 2, C], seed=seed)
+    restored = make_predictor(class_freq=None, window=4)
+    restored.load_state_dict(trained.state_dict())
+    assert bool(restored.class_freq_ready)
+    assert torch.equal(restored.class_freq, FREQ)
+    assert torch.equal(restored.accuracy_window.counts, trained.accuracy_window.counts)
+    assert int(restored.accuracy_window.position) == 3
+    assert restored.current_alpha() == pytest.approx(trained.current_alpha())

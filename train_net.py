@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""
+Train and evaluate Mask R-CNN (baseline) or LDA on LVIS-format datasets.
+
+    python train_net.py --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml
+    python train_net.py --config-file configs/LVISv1/lda_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml \
+        --num-gpus 8
+    python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS output/model_final.pth
+    python train_net.py --config-file CONFIG --resume   # continue from OUTPUT_DIR/last_checkpoint
+
+Runs on the CPU when CUDA is not available. After training (and with --eval-only) a few
+validation images with their predictions are drawn into OUTPUT_DIR/vis/.
+"""
+import logging
+import os
+
+import torch
+
+import detectron2.utils.comm as comm
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
+
+from projects_lda import add_lda_config
+from projects_lda.mapper import SafeDatasetMapper
+from projects_lda.visualize import visualize_files
+
+logger = logging.getLogger("projects_lda")
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with LVIS evaluation and a data mapper that names unreadable images."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "lvis")
+        if evaluator_type == "lvis":
+            return LVISEvaluator(
+                dataset_name,
+                output_dir=output_folder,
+                max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+            )
+        if evaluator_type == "coco":
+            return COCOEvaluator(dataset_name, output_dir=output_folder)
+        raise ValueError(f"dataset {dataset_name!r}: no evaluator for type {evaluator_type!r}")
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=SafeDatasetMapper(cfg, is_train=True))
+
+
+def _check_weights(cfg):
+    """detectron2 silently trains from scratch when MODEL.WEIGHTS is a missing local file."""
+    weights = cfg.MODEL.WEIGHTS
+    if weights and "://" not in weights and not os.path.isfile(weights):
+        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {weights}")
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_lda_config(cfg)
+    try:
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+    except KeyError as e:  # yacs: "Non-existent config key: X"
+        raise KeyError(f"{args.config_file}: {e.args[0] if e.args else e}") from None
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu":
+        cfg.MODEL.DEVICE = "cpu"
+    _check_weights(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def draw_validation_predictions(cfg, num_images: int = 4):
+    """Writes a few validation images with predictions into OUTPUT_DIR/vis/."""
+    if not cfg.DATASETS.TEST or not comm.is_main_process():
+        return []
+    name = cfg.DATASETS.TEST[0]
+    files = [d["file_name"] for d in DatasetCatalog.get(name)[:num_images]]
+    written = visualize_files(cfg, files, os.path.join(cfg.OUTPUT_DIR, "vis"), name)
+    logger.info("Predictions drawn: %s", ", ".join(written))
+    return written
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        draw_validation_predictions(cfg)
+        return res
+
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    res = trainer.train()
+    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    if os.path.isfile(final):
+        draw_validation_predictions(_with_weights(cfg, final))
+    return res
+
+
+def _with_weights(cfg, weights):
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = weights
+    cfg.freeze()
+    return cfg
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
