@@ -63,11 +63,15 @@ def _check_weights(cfg):
 def setup(args):
     cfg = get_cfg()
     add_lda_config(cfg)
+    # yacs names the bad key but not where it came from
     try:
         cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-    except KeyError as e:  # yacs: "Non-existent config key: X"
+    except KeyError as e:  # "Non-existent config key: X"
         raise KeyError(f"{args.config_file}: {e.args[0] if e.args else e}") from None
+    try:
+        cfg.merge_from_list(args.opts)
+    except (KeyError, AssertionError) as e:  # "Non-existent key: X"
+        raise KeyError(f"command-line options: {e.args[0] if e.args else e}") from None
     if not torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu":
         cfg.MODEL.DEVICE = "cpu"
     _check_weights(cfg)

@@ -1,0 +1,103 @@
+"""Every config loads and builds; config mistakes name the file and key."""
+import argparse
+import glob
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+from projects_lda import LDAFastRCNNOutputLayers, LDAROIHeads, add_lda_config
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import train_net  # noqa: E402
+
+CONFIGS = sorted(
+    os.path.relpath(p, ROOT)
+    for p in glob.glob(str(ROOT / "configs" / "**" / "*.yaml"), recursive=True)
+    if not os.path.basename(p).startswith("Base-")
+)
+
+
+def load(path, *opts):
+    cfg = get_cfg()
+    add_lda_config(cfg)
+    cfg.merge_from_file(str(ROOT / path))
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def test_configs_found():
+    assert len(CONFIGS) >= 20  # 18 LVIS v1 (2 methods x 3 backbones x 3 schedules) + embedded
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_config_builds(path):
+    cfg = load(path, "MODEL.DEVICE", "cpu")
+    model = build_model(cfg)
+    heads = model.roi_heads
+    is_lda = os.path.basename(path).startswith("lda_")
+    assert isinstance(heads, LDAROIHeads) == is_lda
+    assert isinstance(heads.box_predictor, LDAFastRCNNOutputLayers) == is_lda
+    assert heads.box_predictor.num_classes == cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    assert model.roi_heads.mask_on
+    if is_lda:  # the predictor holds no (C+1)-way classifier, and the paper's LVIS defaults
+        assert not hasattr(heads.box_predictor, "cls_score")
+        assert cfg.MODEL.LDA.GAMMA == 1.5 and cfg.MODEL.LDA.LAMBDA == 0.1
+        assert cfg.MODEL.LDA.MARGIN == 1.0
+
+
+@pytest.mark.parametrize("epochs", [12, 24, 36])
+def test_lvis_schedules_follow_the_paper(epochs):
+    cfg = load(f"configs/LVISv1/lda_mask_rcnn_R_50_FPN_{epochs}ep_lvisv1.yaml")
+    iters_per_epoch = 100170 / cfg.SOLVER.IMS_PER_BATCH
+    drops = {12: (8, 11), 24: (16, 22), 36: (27, 33)}[epochs]
+    assert cfg.SOLVER.MAX_ITER == round(epochs * iters_per_epoch)
+    assert cfg.SOLVER.STEPS == tuple(round(e * iters_per_epoch) for e in drops)
+    assert cfg.SOLVER.IMS_PER_BATCH == 8 and cfg.SOLVER.BASE_LR == 0.01
+    assert cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
+    assert cfg.DATALOADER.REPEAT_THRESHOLD == 0.001
+    assert cfg.TEST.DETECTIONS_PER_IMAGE == 300
+    assert cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 0.0001
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1203
+
+
+def _args(config_file, *opts):
+    return argparse.Namespace(
+        config_file=str(config_file), opts=list(opts), eval_only=False, resume=False
+    )
+
+
+def test_unknown_config_key_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('_BASE_: "%s"\nMODEL:\n  LDA:\n    GAMA: 2.0\n' % (
+        ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml"))
+    with pytest.raises(KeyError, match=r"bad\.yaml.*MODEL\.LDA\.GAMA"):
+        train_net.setup(_args(bad))
+
+
+def test_unknown_command_line_key_is_named(tmp_path):
+    cfg = ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml"
+    with pytest.raises(KeyError, match="SOLVER.MAX_ITERS"):
+        train_net.setup(_args(cfg, "SOLVER.MAX_ITERS", "3", "OUTPUT_DIR", str(tmp_path)))
+
+
+def test_missing_local_weights_file_is_an_error(tmp_path):
+    cfg = ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml"
+    with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS.*nope.pth"):
+        train_net.setup(_args(cfg, "MODEL.WEIGHTS", str(tmp_path / "nope.pth")))
+
+
+def test_runs_on_cpu_without_editing_the_config(tmp_path):
+    cfg = train_net.setup(
+        _args(
+            ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
+            "OUTPUT_DIR", str(tmp_path),
+        )
+    )
+    assert cfg.MODEL.DEVICE == ("cuda" if torch.cuda.is_available() else "cpu")
