@@ -8,4 +8,4 @@ from .config import add_lda_config
 from .lda_fast_rcnn import LDAFastRCNNOutputLayers, LDALogits
 from .roi_heads import LDAROIHeads
 from .class_freq import class_frequencies, class_frequencies_from_datasets
-# from . import data  # noqa: F401  (registers datasets)
+from . import data  # noqa: F401  (registers datasets)

@@ -1,6 +1,6 @@
 """
 The installed detectron2 works on the current stack on its own: each compatibility patch of
-tools/patch_detectron2.py, checked on the installed package, whatever is imported first.
+tools/compat_patches.py, checked on the installed package, whatever is imported first.
 """
 import os
 import subprocess
@@ -16,7 +16,7 @@ from detectron2.layers import DeformConv, ModulatedDeformConv
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-import patch_detectron2  # noqa: E402
+import compat_patches  # noqa: E402
 
 needs_no_c_ops = pytest.mark.skipif(
     _c_fallback.HAS_C_OPS, reason="detectron2 has its C++ ops: the fallbacks are not used"
@@ -188,13 +188,20 @@ def test_patch_script_fails_loudly_on_unexpected_source(tmp_path):
     (tree / "detectron2" / "layers").mkdir(parents=True)
     (tree / "detectron2" / "__init__.py").write_text("")
     (tree / "detectron2" / "layers" / "deform_conv.py").write_text("import torch\n")
-    with pytest.raises(patch_detectron2.PatchError, match=r"deform_conv\.py.*from detectron2"):
-        patch_detectron2.patch_tree(tree)
-    with pytest.raises(patch_detectron2.PatchError, match="not a detectron2 source tree"):
-        patch_detectron2.patch_tree(tmp_path / "nowhere")
+    with pytest.raises(compat_patches.PatchError, match=r"deform_conv\.py.*from detectron2"):
+        compat_patches.patch_tree(tree)
+    with pytest.raises(compat_patches.PatchError, match="not a detectron2 source tree"):
+        compat_patches.patch_tree(tmp_path / "nowhere")
 
 
 def test_numpy_alias_regex_keeps_sized_types():
     src = "a = np.int\nb = np.int64\nc = np.float_\nd = np.bool\ne = np.str"
-    out = patch_detectron2.NUMPY_ALIAS.sub(lambda m: m.group(1), src)
+    out = compat_patches.NUMPY_ALIAS.sub(lambda m: m.group(1), src)
     assert out == "a = int\nb = np.int64\nc = np.float_\nd = bool\ne = str"
+
+
+def test_installed_lvis_has_no_removed_numpy_aliases():
+    import lvis.eval
+
+    src = Path(lvis.eval.__file__).read_text()
+    assert not compat_patches.NUMPY_ALIAS.search(src), "run tools/setup.sh (lvis np.float patch)"

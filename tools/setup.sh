@@ -8,9 +8,10 @@
 # 2. detectron2: kept as it is if an official build with its C++ ops (detectron2._C) is importable
 #    or if a build patched by this script is already installed; otherwise the pb1-detectron2 0.6
 #    sdist (detectron2's Python sources) is downloaded, checked against its sha256, patched by
-#    tools/patch_detectron2.py (compatibility with current torch/numpy/Pillow/setuptools, C++
+#    tools/compat_patches.py (compatibility with current torch/numpy/Pillow/setuptools, C++
 #    extension skipped) and installed;
-# 3. this project (editable) with fvcore, lvis, pycocotools, opencv-python and the test tools.
+# 3. this project (editable) with fvcore, lvis, pycocotools, opencv-python and the test tools;
+# 4. lvis 0.5.3 (its last release) patched in place for numpy >= 1.24 (np.float in LVISEval).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,13 +67,17 @@ EOF
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     tar xzf "$tarball" -C "$work"
-    "$PY" "$ROOT/tools/patch_detectron2.py" "$work/pb1-detectron2-0.6"
+    "$PY" "$ROOT/tools/compat_patches.py" detectron2 "$work/pb1-detectron2-0.6"
     "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation "$work/pb1-detectron2-0.6"
     ;;
 esac
 
 log "projects_lda (editable) with fvcore, lvis, pycocotools, opencv-python and test tools"
 "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[dev]"
+
+log "lvis: numpy compatibility"
+lvis_dir=$("$PY" -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('lvis').origin))")
+"$PY" "$ROOT/tools/compat_patches.py" lvis "$lvis_dir"
 
 "$PY" -c "import detectron2, projects_lda; print('[setup] ok: detectron2', detectron2.__version__)"
 log "activate with: source $VENV/bin/activate"

@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """
-Make detectron2 0.6's Python sources work on the current stack, before they are installed.
+Make detectron2 0.6 and lvis 0.5.3 work on the current stack (torch 2.x, numpy 2, Pillow 10+,
+setuptools without pkg_resources).
+
+detectron2: its source tree is patched *before* it is installed.
 
 ``tools/setup.sh`` builds detectron2 from the ``pb1-detectron2==0.6`` source distribution, which
 carries no C++/CUDA sources. This script edits that source tree in place so that the installed
@@ -19,7 +22,13 @@ Only the lines above are touched; a full detectron2 build is never passed to thi
 patch is idempotent and fails loudly (naming the file and the text) if the source does not look
 as expected, so a different detectron2 version cannot be half-patched silently.
 
-Usage: python tools/patch_detectron2.py PATH/TO/pb1-detectron2-0.6
+lvis: the last release (0.5.3, 2020) uses ``np.float`` in ``LVISEval.accumulate`` and its sdist
+does not build (its requirements.txt is missing), so the *installed* package is patched in place:
+the same numpy-alias fix, in ``lvis/eval.py`` only.
+
+Usage:
+    python tools/compat_patches.py detectron2 PATH/TO/pb1-detectron2-0.6
+    python tools/compat_patches.py lvis PATH/TO/site-packages/lvis
 """
 import argparse
 import re
@@ -30,7 +39,7 @@ MARKER = "_c_fallback.py"
 
 C_FALLBACK = '''\
 """
-Stand-in for ``detectron2._C`` (written by projects_lda's tools/patch_detectron2.py).
+Stand-in for ``detectron2._C`` (written by projects_lda's tools/compat_patches.py).
 
 This detectron2 was built without its C++/CUDA extension. Mask R-CNN does not need it (it uses
 torchvision's ``roi_align`` and ``nms``); deformable convolution falls back to
@@ -170,6 +179,15 @@ def _apply_numpy_patch(path: Path) -> int:
     return n
 
 
+def patch_lvis(package_dir: Path) -> list:
+    """Patch an installed ``lvis`` package folder; returns a list of what was changed."""
+    eval_py = Path(package_dir) / "eval.py"
+    if not eval_py.is_file():
+        raise PatchError(f"{package_dir}: not an lvis package (no eval.py)")
+    n = _apply_numpy_patch(eval_py)
+    return [f"{eval_py}: {n} numpy alias(es)"] if n else []
+
+
 def patch_tree(root: Path) -> list:
     """Patch the detectron2 source tree at ``root``; returns a list of what was changed."""
     root = Path(root)
@@ -196,17 +214,21 @@ def patch_tree(root: Path) -> list:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tree", type=Path, help="unpacked pb1-detectron2 0.6 source tree")
+    parser.add_argument("package", choices=["detectron2", "lvis"])
+    parser.add_argument(
+        "path", type=Path, help="detectron2: unpacked pb1-detectron2 0.6 source tree; "
+        "lvis: the installed lvis package folder"
+    )
     args = parser.parse_args(argv)
     try:
-        done = patch_tree(args.tree)
+        done = (patch_tree if args.package == "detectron2" else patch_lvis)(args.path)
     except PatchError as e:
-        print(f"patch_detectron2: {e}", file=sys.stderr)
+        print(f"compat_patches: {e}", file=sys.stderr)
         return 1
     for line in done:
         print(f"patched {line}")
     if not done:
-        print("patch_detectron2: already patched")
+        print(f"compat_patches: {args.package} already patched")
     return 0
 
 

@@ -1,0 +1,52 @@
+"""
+Datasets of projects_lda: the embedded synthetic long-tailed LVIS-format dataset and the
+registration of LVIS-format datasets (see :mod:`projects_lda.data.datasets`).
+
+Importing this package registers ``lvis_embedded_train`` / ``lvis_embedded_val``, completes the
+metadata of detectron2's LVIS splits, and registers the datasets named in ``$LDA_EXTRA_DATASETS``.
+"""
+from .datasets import (
+    EXTRA_DATASETS_ENV,
+    class_metadata,
+    load_lvis_format,
+    parse_dataset_spec,
+    register_all_lvis,
+    register_embedded_lvis,
+    register_from_env,
+    register_lvis_format,
+)
+
+# The generator (numpy/OpenCV drawing) is imported on first use, which also keeps
+# ``python -m projects_lda.data.embedded`` free of runpy's "found in sys.modules" warning.
+_EMBEDDED_NAMES = (
+    "EMBEDDED_DEFAULTS",
+    "ensure_embedded_lvis",
+    "generate_embedded_lvis",
+    "get_embedded_root",
+    "lvis_frequency",
+)
+
+__all__ = [
+    "EXTRA_DATASETS_ENV",
+    "class_metadata",
+    "load_lvis_format",
+    "parse_dataset_spec",
+    "register_all_lvis",
+    "register_embedded_lvis",
+    "register_from_env",
+    "register_lvis_format",
+    *_EMBEDDED_NAMES,
+]
+
+
+def __getattr__(name):
+    if name in _EMBEDDED_NAMES:
+        from . import embedded
+
+        return getattr(embedded, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+register_embedded_lvis()
+register_all_lvis()
+register_from_env()
