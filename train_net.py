@@ -106,7 +106,9 @@ def main(args):
 
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    res = trainer.train()
+    trainer.train()
+    # DefaultTrainer evaluates at the end of training and keeps the results here
+    res = getattr(trainer, "_last_eval_results", None)
     final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
     if os.path.isfile(final):
         draw_validation_predictions(_with_weights(cfg, final))

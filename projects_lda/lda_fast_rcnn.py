@@ -16,7 +16,7 @@ from detectron2.utils.events import get_event_storage
 from .balance_factor import AccuracyWindow
 from .class_freq import frequency_provider
 from .lda_loss import (
-    balanced_cross_entropy,
+    weighted_cross_entropy,
     importance_weights,
     inter_class_loss,
     intra_class_loss,
@@ -65,6 +65,7 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
         fixed_alpha: float = 1.0,
         balanced_loss_factor: float = 1.0,
         balanced_loss_norm: str = "mean",
+        fg_loss_normalizer: str = "proposals",
         proj_dim: int = 128,
         proj_hidden_dim: int = 0,
         fgbg_loss_weight: float = 1.0,
@@ -78,8 +79,9 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
                 the frequencies are a buffer saved in the checkpoint), or None when they will
                 come from a checkpoint.
             gamma, divergence_weight (lambda), margin (m), inter_weighting, window, alpha_units,
-            alpha_mode, fixed_alpha, balanced_loss_factor, balanced_loss_norm, proj_dim,
-            proj_hidden_dim, fgbg_loss_weight, unbalanced_loss_weight: see
+            alpha_mode, fixed_alpha, balanced_loss_factor, balanced_loss_norm,
+            fg_loss_normalizer, proj_dim, proj_hidden_dim, fgbg_loss_weight,
+            unbalanced_loss_weight: see
                 :func:`projects_lda.add_lda_config`, one key each.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
         """
@@ -88,6 +90,9 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
         _check_choice("MODEL.LDA.ALPHA_UNITS", alpha_units, ("fraction", "percent"))
         _check_choice("MODEL.LDA.ALPHA_MODE", alpha_mode, ("adaptive", "fixed"))
         _check_choice("MODEL.LDA.BALANCED_LOSS_NORM", balanced_loss_norm, ("mean", "sum"))
+        _check_choice(
+            "MODEL.LDA.FG_LOSS_NORMALIZER", fg_loss_normalizer, ("proposals", "foreground")
+        )
         C = self.num_classes
         input_size = self.bbox_pred.in_features
         del self.cls_score  # replaced by the three classifiers below
@@ -114,6 +119,7 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
         self.fixed_alpha = fixed_alpha
         self.balanced_loss_factor = balanced_loss_factor
         self.balanced_loss_norm = balanced_loss_norm
+        self.fg_loss_normalizer = fg_loss_normalizer
         self.fgbg_loss_weight = fgbg_loss_weight
         self.unbalanced_loss_weight = unbalanced_loss_weight
         self.accuracy_window = AccuracyWindow(window, gamma, percent=alpha_units == "percent")
@@ -144,6 +150,7 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
                 "fixed_alpha": lda.FIXED_ALPHA,
                 "balanced_loss_factor": lda.BALANCED_LOSS_FACTOR,
                 "balanced_loss_norm": lda.BALANCED_LOSS_NORM,
+                "fg_loss_normalizer": lda.FG_LOSS_NORMALIZER,
                 "proj_dim": lda.PROJ_DIM,
                 "proj_hidden_dim": lda.PROJ_HIDDEN_DIM,
                 "fgbg_loss_weight": lda.LOSS_WEIGHT_FGBG,
@@ -227,7 +234,13 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
         # FgBg classifier, all proposals: target 0 = foreground, 1 = background
         loss_fgbg = cross_entropy(logits.fgbg, (~fg).long(), reduction="mean")
         unbalanced, balanced = logits.unbalanced[fg], logits.balanced[fg]
-        loss_unbalanced = cross_entropy(unbalanced, fg_labels, reduction="mean")
+        if self.fg_loss_normalizer == "proposals":
+            normalizer = max(gt_classes.numel(), 1)
+        else:
+            normalizer = max(fg_labels.numel(), 1)
+        loss_unbalanced = weighted_cross_entropy(
+            unbalanced, fg_labels, torch.ones_like(self.class_freq), normalizer
+        )
 
         with torch.no_grad():
             self.accuracy_window.update(
@@ -237,8 +250,8 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
             )
         alpha = self.current_alpha()
         weights = self._balanced_weights()
-        loss_balanced = balanced_cross_entropy(
-            balanced, fg_labels, weights, normalization=self.balanced_loss_norm
+        loss_balanced = weighted_cross_entropy(
+            balanced, fg_labels, weights, 1.0 if self.balanced_loss_norm == "sum" else normalizer
         )
 
         z = logits.projection[fg]

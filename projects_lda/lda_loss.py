@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "importance_weights",
-    "balanced_cross_entropy",
+    "weighted_cross_entropy",
     "intra_class_loss",
     "inter_class_loss",
     "class_centres",
@@ -47,32 +47,35 @@ def importance_weights(class_freq: torch.Tensor) -> torch.Tensor:
     return torch.where(present, total / (num_present * safe), torch.zeros_like(freq))
 
 
-def balanced_cross_entropy(
+def weighted_cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
     weights: torch.Tensor,
-    normalization: str = "mean",
+    normalizer: Optional[float] = None,
 ) -> torch.Tensor:
     """
-    Importance-weighted cross-entropy: the estimated risk of the balanced domain (Eq. 5).
+    Weighted cross-entropy ``sum_i weights[y_i] * CE_i / normalizer``. With the importance
+    weights ``beta`` it is the estimated risk of the balanced domain (Eq. 5); with unit weights,
+    the empirical risk of the unbalanced domain.
 
     Args:
         logits: (n, C) balanced-classifier logits of the foreground samples.
         labels: (n,) labels in ``[0, C)``.
-        weights: (C,) per-class weights ``beta(k)`` from :func:`importance_weights`.
-        normalization: ``"mean"`` (the paper's Eq. 5: ``1/n sum_i beta(y_i) CE_i``) or
-            ``"sum"`` (the released classification code: ``sum_i beta(y_i) CE_i`` with the
-            caller passing ``beta(k) = 1 / (C n_k)``, i.e. ``n/N`` times the mean form).
+        weights: (C,) per-class weights, e.g. ``beta(k)`` from :func:`importance_weights`.
+        normalizer: divides the weighted sum. None: the number of samples n (the paper's
+            ``1/n sum_i beta(y_i) CE_i``); the released classification code uses 1 (a plain sum)
+            with weights ``1 / (C n_k)``; the detector uses the number of sampled proposals.
     Returns:
         scalar; 0 (connected to ``logits``) when there is no sample.
     """
-    if normalization not in ("mean", "sum"):
-        raise ValueError(f"normalization must be 'mean' or 'sum', got {normalization!r}")
     if labels.numel() == 0:
         return logits.sum() * 0.0
+    if normalizer is None:
+        normalizer = labels.numel()
+    if normalizer <= 0:
+        raise ValueError(f"normalizer must be > 0, got {normalizer}")
     ce = F.cross_entropy(logits, labels, reduction="none")
-    loss = (weights[labels] * ce).sum()
-    return loss / labels.numel() if normalization == "mean" else loss
+    return (weights[labels] * ce).sum() / normalizer
 
 
 def class_centres(features: torch.Tensor, labels: torch.Tensor):

@@ -7,7 +7,7 @@ import torch
 from projects_lda.balance_factor import AccuracyWindow
 from projects_lda.lda_loss import (
     balance_factor,
-    balanced_cross_entropy,
+    weighted_cross_entropy,
     importance_weights,
     inter_class_loss,
     intra_class_loss,
@@ -31,23 +31,22 @@ def test_importance_weights_bad_input():
         importance_weights(torch.tensor([1.0, float("nan")]))
 
 
-def test_balanced_cross_entropy_by_hand():
+def test_weighted_cross_entropy_by_hand():
     # sample 0: uniform logits, label 0 -> CE = ln 3; sample 1: p(label 1) = 2/4 -> CE = ln 2
     logits = torch.tensor([[0.0, 0.0, 0.0], [0.0, math.log(2.0), 0.0]])
     labels = torch.tensor([0, 1])
     weights = torch.tensor([0.5, 2.0, 1.0])
     total = 0.5 * math.log(3.0) + 2.0 * math.log(2.0)
-    mean = balanced_cross_entropy(logits, labels, weights, "mean")
-    summed = balanced_cross_entropy(logits, labels, weights, "sum")
-    assert mean.item() == pytest.approx(total / 2, abs=1e-6)
-    assert summed.item() == pytest.approx(total, abs=1e-6)
-    with pytest.raises(ValueError, match="normalization"):
-        balanced_cross_entropy(logits, labels, weights, "median")
+    assert weighted_cross_entropy(logits, labels, weights).item() == pytest.approx(total / 2)
+    assert weighted_cross_entropy(logits, labels, weights, 1.0).item() == pytest.approx(total)
+    assert weighted_cross_entropy(logits, labels, weights, 8).item() == pytest.approx(total / 8)
+    with pytest.raises(ValueError, match="normalizer"):
+        weighted_cross_entropy(logits, labels, weights, 0)
 
 
-def test_balanced_cross_entropy_empty_is_zero_with_gradient():
+def test_weighted_cross_entropy_empty_is_zero_with_gradient():
     logits = torch.zeros((0, 3), requires_grad=True)
-    loss = balanced_cross_entropy(logits, torch.zeros(0, dtype=torch.long), torch.ones(3))
+    loss = weighted_cross_entropy(logits, torch.zeros(0, dtype=torch.long), torch.ones(3))
     assert loss.item() == 0.0
     loss.backward()
     assert logits.grad is not None

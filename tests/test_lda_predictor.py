@@ -62,8 +62,11 @@ def run_losses(predictor, gt_classes, seed=0):
         return predictor.losses(predictor(x), proposals)
 
 
-def test_losses_by_hand_fixed_alpha():
-    predictor = make_predictor(alpha_mode="fixed", fixed_alpha=1.0, divergence_weight=0.1)
+@pytest.mark.parametrize("normalizer,denominator", [("proposals", 4), ("foreground", 3)])
+def test_losses_by_hand_fixed_alpha(normalizer, denominator):
+    predictor = make_predictor(
+        alpha_mode="fixed", fixed_alpha=1.0, divergence_weight=0.1, fg_loss_normalizer=normalizer
+    )
     set_constant(predictor)
     losses = run_losses(predictor, [0, 1, 1, C])  # three foreground, one background
     assert set(losses) == {
@@ -75,13 +78,24 @@ def test_losses_by_hand_fixed_alpha():
         "loss_box_reg",
     }
     assert losses["loss_fgbg"].item() == pytest.approx(math.log(2), abs=1e-6)
-    assert losses["loss_cls_unbalanced"].item() == pytest.approx(math.log(3), abs=1e-6)
-    expected_balanced = (BETA[0] + 2 * BETA[1]) / 3 * math.log(3)
+    # foreground losses: sums over the 3 foreground proposals / (all 4 proposals or 3 fg)
+    expected_unbalanced = 3 * math.log(3) / denominator
+    assert losses["loss_cls_unbalanced"].item() == pytest.approx(expected_unbalanced, abs=1e-6)
+    expected_balanced = (BETA[0] + 2 * BETA[1]) * math.log(3) / denominator
     assert losses["loss_cls_balanced"].item() == pytest.approx(expected_balanced, abs=1e-6)
     # identical projections: intra distance 0; identical centres: hinge m - 0 = 1, times lambda
     assert losses["loss_intra"].item() == pytest.approx(0.0, abs=1e-6)
     assert losses["loss_inter"].item() == pytest.approx(0.1, abs=1e-6)
     assert losses["loss_box_reg"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_released_code_sum_form_by_hand():
+    # BALANCED_LOSS_NORM "sum": sum_i CE_i / (C' n_k), no denominator; N = 10
+    predictor = make_predictor(alpha_mode="fixed", balanced_loss_norm="sum")
+    set_constant(predictor)
+    losses = run_losses(predictor, [0, 1, 1, C])
+    expected = (1 / (3 * 6) + 2 / (3 * 3)) * math.log(3)
+    assert losses["loss_cls_balanced"].item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_adaptive_alpha_by_hand():
