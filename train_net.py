@@ -8,8 +8,14 @@ Train and evaluate Mask R-CNN (baseline) or LDA on LVIS-format datasets.
     python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS output/model_final.pth
     python train_net.py --config-file CONFIG --resume   # continue from OUTPUT_DIR/last_checkpoint
 
-Runs on the CPU when CUDA is not available. After training (and with --eval-only) a few
-validation images with their predictions are drawn into OUTPUT_DIR/vis/.
+Runs on the CPU when CUDA is not available; ``--num-gpus N`` then starts N CPU processes (gloo).
+After training (and with --eval-only) a few validation images with their predictions are drawn
+into OUTPUT_DIR/vis/.
+
+Reliability (see projects_lda/engine.py, checkpoint.py and mapper.py): a resumed run continues
+exactly as an uninterrupted one; checkpoints are loaded with torch.load(weights_only=True) and
+written atomically; unreadable training images are skipped with a warning; a non-finite loss stops
+the run naming the iteration and the loss term.
 """
 import logging
 import os
@@ -17,13 +23,15 @@ import os
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
+from detectron2.utils.logger import setup_logger
 
 from projects_lda import add_lda_config
+from projects_lda.checkpoint import SafeCheckpointer
+from projects_lda.engine import build_reproducible_train_loader, ddp_on_cpu, launch, make_reliable
 from projects_lda.mapper import SafeDatasetMapper
 from projects_lda.visualize import visualize_files
 
@@ -31,7 +39,35 @@ logger = logging.getLogger("projects_lda")
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with LVIS evaluation and a data mapper that names unreadable images."""
+    """
+    DefaultTrainer with LVIS evaluation, a data mapper that names unreadable images, and the
+    reliability changes of :func:`projects_lda.engine.make_reliable` (exact resume, named
+    non-finite losses, safe atomic checkpoints, DDP on the CPU).
+    """
+
+    def __init__(self, cfg):
+        with ddp_on_cpu():  # detectron2 0.6 passes CUDA device_ids to DDP, even for a CPU model
+            super().__init__(cfg)
+        make_reliable(self)
+
+    # detectron2 0.6's DefaultTrainer does not save the optimizer: a resumed run restarted SGD
+    # momentum from zero and took its first step at the warm-up start LR (the LR schedule is
+    # restored, but not the LR it had set in the optimizer). Saved under "_trainer", as later
+    # detectron2 versions do.
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning(
+                "The checkpoint holds no optimizer state (written by detectron2's DefaultTrainer): "
+                "SGD momentum restarts from zero"
+            )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -50,7 +86,13 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=SafeDatasetMapper(cfg, is_train=True))
+        return build_reproducible_train_loader(cfg, mapper=SafeDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=SafeDatasetMapper(cfg, is_train=False)
+        )
 
 
 def _check_weights(cfg):
@@ -77,6 +119,10 @@ def setup(args):
     _check_weights(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    # warnings of projects_lda (skipped images, dropped annotations) go to the console and log.txt
+    setup_logger(
+        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="projects_lda", abbrev_name="lda"
+    )
     return cfg
 
 
@@ -95,7 +141,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         res = Trainer.test(cfg, model)

@@ -3,60 +3,18 @@ End to end through train_net.py on a tiny embedded dataset: a few LDA iterations
 losses and alpha in the metrics file, --eval-only from the checkpoint (LVIS AP table and
 Visualizer PNGs) without the training set, and --resume.
 """
-import argparse
 import json
 import math
 import os
-import sys
-from pathlib import Path
 
-import pytest
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 
-from projects_lda.data import generate_embedded_lvis, register_lvis_format
+from projects_lda.checkpoint import SafeCheckpointer
+from projects_lda.data import register_lvis_format
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import train_net  # noqa: E402
-
-CONFIG = ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml"
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_lvis")
-    paths = generate_embedded_lvis(
-        str(root), seed=3, num_classes=6, num_train_images=24, num_val_images=6
-    )
-    for split in ("train", "val"):
-        name = f"tiny_embedded_{split}"
-        if name not in DatasetCatalog.list():
-            register_lvis_format(name, paths[f"{split}_json"], str(root) + "/")
-    return root
-
-
-def _args(out_dir, *opts, eval_only=False, resume=False):
-    return argparse.Namespace(
-        config_file=str(CONFIG),
-        eval_only=eval_only,
-        resume=resume,
-        num_gpus=1,
-        opts=[
-            "DATASETS.TRAIN", "('tiny_embedded_train',)",
-            "DATASETS.TEST", "('tiny_embedded_val',)",
-            "MODEL.ROI_HEADS.NUM_CLASSES", "6",
-            "SOLVER.IMS_PER_BATCH", "2",
-            "SOLVER.WARMUP_ITERS", "2",
-            "SOLVER.CHECKPOINT_PERIOD", "2",
-            "DATALOADER.NUM_WORKERS", "0",
-            "TEST.DETECTIONS_PER_IMAGE", "20",
-            "OUTPUT_DIR", str(out_dir),
-            *opts,
-        ],
-    )
+import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
 
 
 def _metrics(out_dir):
@@ -64,9 +22,9 @@ def _metrics(out_dir):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def test_train_eval_resume(tiny_dataset, tmp_path):
+def test_train_eval_resume(train_args, tmp_path):
     out = tmp_path / "run"
-    train_net.main(_args(out, "SOLVER.MAX_ITER", "4", "MODEL.LDA.WINDOW", "3"))
+    train_net.main(train_args(out, "SOLVER.MAX_ITER", "4", "MODEL.LDA.WINDOW", "3"))
     rows = [r for r in _metrics(out) if "total_loss" in r]
     assert rows, "no training metrics written"
     lda_terms = ["loss_fgbg", "loss_cls_unbalanced", "loss_cls_balanced", "loss_intra",
@@ -88,7 +46,7 @@ def test_train_eval_resume(tiny_dataset, tmp_path):
     if "tiny_missing_train" not in DatasetCatalog.list():
         register_lvis_format("tiny_missing_train", str(tmp_path / "absent.json"), str(tmp_path))
     res = train_net.main(
-        _args(
+        train_args(
             out, "MODEL.WEIGHTS", str(out / "model_final.pth"),
             "DATASETS.TRAIN", "('tiny_missing_train',)", eval_only=True,
         )
@@ -98,9 +56,9 @@ def test_train_eval_resume(tiny_dataset, tmp_path):
             assert k in res[task]
 
     # --resume continues from the last checkpoint up to the new MAX_ITER
-    train_net.main(_args(out, "SOLVER.MAX_ITER", "6", "MODEL.LDA.WINDOW", "3", resume=True))
+    train_net.main(train_args(out, "SOLVER.MAX_ITER", "6", "MODEL.LDA.WINDOW", "3", resume=True))
     iters = [r["iteration"] for r in _metrics(out) if "total_loss" in r]
     assert max(iters) == 5
-    model = train_net.Trainer.build_model(train_net.setup(_args(out, "MODEL.LDA.WINDOW", "3")))
-    DetectionCheckpointer(model).load(str(out / "model_final.pth"))
+    model = train_net.Trainer.build_model(train_net.setup(train_args(out, "MODEL.LDA.WINDOW", "3")))
+    SafeCheckpointer(model).load(str(out / "model_final.pth"))
     assert int(model.roi_heads.box_predictor.accuracy_window.position) == 6

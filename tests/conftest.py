@@ -1,0 +1,97 @@
+"""
+Shared test fixtures: a tiny embedded LVIS-format dataset and the arguments to train on it.
+
+torch runs with one thread in the tests (``LDA_TEST_TORCH_THREADS`` changes it): on a small
+machine shared with other jobs, several OpenMP threads per process make CPU training many
+times slower. Subprocesses started by the tests get ``OMP_NUM_THREADS`` likewise.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+LDA_CONFIG = ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml"
+BASELINE_CONFIG = ROOT / "configs/Embedded/mask_rcnn_R_18_FPN_cpu_embedded.yaml"
+TINY_CLASSES = 6
+
+_THREADS = os.environ.get("LDA_TEST_TORCH_THREADS", "1")
+torch.set_num_threads(int(_THREADS))
+
+if str(ROOT) not in sys.path:  # for `import train_net`
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """
+    A 6-class embedded dataset (24 training, 6 validation images of 128 px) registered as
+    ``tiny_embedded_train`` / ``tiny_embedded_val``. Returns a dict with ``root``,
+    ``train_json``, ``val_json`` and ``env``: environment variables that register the same
+    datasets in a subprocess running train_net.py.
+    """
+    from detectron2.data import DatasetCatalog
+
+    from projects_lda.data import generate_embedded_lvis, register_lvis_format
+
+    root = tmp_path_factory.mktemp("tiny_lvis")
+    paths = generate_embedded_lvis(
+        str(root), seed=3, num_classes=TINY_CLASSES, num_train_images=24, num_val_images=6
+    )
+    specs = []
+    for split in ("train", "val"):
+        name = f"tiny_embedded_{split}"
+        if name not in DatasetCatalog.list():
+            register_lvis_format(name, paths[f"{split}_json"], str(root) + "/")
+        specs.append(f"{name}:{paths[f'{split}_json']}:{root}/")
+    env = dict(os.environ)
+    env.update(
+        LDA_EXTRA_DATASETS=";".join(specs),
+        OMP_NUM_THREADS=_THREADS,
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
+    return {
+        "root": root,
+        "train_json": paths["train_json"],
+        "val_json": paths["val_json"],
+        "env": env,
+    }
+
+
+def tiny_opts(out_dir, *opts):
+    """Command-line options of train_net.py for a few fast iterations on the tiny dataset."""
+    return [
+        "DATASETS.TRAIN", "('tiny_embedded_train',)",
+        "DATASETS.TEST", "('tiny_embedded_val',)",
+        "MODEL.ROI_HEADS.NUM_CLASSES", str(TINY_CLASSES),
+        "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.WARMUP_ITERS", "2",
+        "SOLVER.CHECKPOINT_PERIOD", "2",
+        "DATALOADER.NUM_WORKERS", "0",
+        "TEST.DETECTIONS_PER_IMAGE", "20",
+        "OUTPUT_DIR", str(out_dir),
+        *[str(o) for o in opts],
+    ]
+
+
+@pytest.fixture
+def train_args(tiny_dataset):
+    """``train_args(out_dir, *opts, eval_only=False, resume=False, config=LDA_CONFIG)``: the
+    ``argparse.Namespace`` that ``train_net.main`` takes, for the tiny dataset."""
+
+    def make(out_dir, *opts, eval_only=False, resume=False, config=LDA_CONFIG, num_gpus=1):
+        return argparse.Namespace(
+            config_file=str(config),
+            eval_only=eval_only,
+            resume=resume,
+            num_gpus=num_gpus,
+            num_machines=1,
+            machine_rank=0,
+            dist_url="auto",
+            opts=tiny_opts(out_dir, *opts),
+        )
+
+    return make

@@ -1,0 +1,169 @@
+"""
+tools/plot_analysis.py: the distance, weight-norm, alpha and AP helpers on hand-made inputs, each
+command writing a PNG, and feature-distances on a model trained for 2 iterations on the tiny
+dataset of conftest.py.
+"""
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from detectron2.data import DatasetCatalog
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import plot_analysis as pa  # noqa: E402
+import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
+
+PRED = "roi_heads.box_predictor."
+
+
+def _png(path):
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+# ------------------------------------------------------------------------------ distances
+def test_class_distance_stats_by_hand():
+    # class 0: (1, 0), (0, 1) -> centre (.5, .5); cos to centre = 1/sqrt(2) for both
+    # class 2: (2, 0), (4, 0) -> centre (3, 0); distances 0
+    # class 5: one sample (0, 3): centre (0, 1) direction; intra undefined (NaN)
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [4.0, 0.0], [0.0, 3.0]])
+    labels = torch.tensor([0, 0, 2, 2, 5])
+    s = pa.class_distance_stats(feats, labels)
+    assert s["classes"].tolist() == [0, 2, 5]
+    assert s["counts"].tolist() == [2, 2, 1]
+    d = 1 - 1 / math.sqrt(2)
+    assert s["intra"][0] == pytest.approx(d)
+    assert s["intra"][1] == pytest.approx(0.0)
+    assert math.isnan(s["intra"][2])
+    # centre distances: 0-2: 1 - 1/sqrt2, 0-5: 1 - 1/sqrt2, 2-5: 1 (orthogonal)
+    expected = np.array([[0, d, d], [d, 0, 1], [d, 1, 0]])
+    np.testing.assert_allclose(s["pairwise"], expected, atol=1e-12)
+    np.testing.assert_allclose(s["inter"], [d, (d + 1) / 2, (d + 1) / 2])
+    np.testing.assert_allclose(s["nearest"], [d, d, d])
+    assert s["nearest_class"].tolist() == [2, 0, 0]
+
+
+def test_class_distance_stats_single_class():
+    s = pa.class_distance_stats(torch.ones(3, 4), torch.zeros(3, dtype=torch.long))
+    assert s["intra"][0] == pytest.approx(0.0)
+    assert math.isnan(s["inter"][0]) and math.isnan(s["nearest"][0])
+
+
+# ------------------------------------------------------------------------------ weight norms
+def _fake_runs(tmp_path):
+    """A baseline with 3 classes + background and an LDA predictor with class_freq."""
+    base, lda = tmp_path / "base", tmp_path / "lda"
+    base.mkdir()
+    lda.mkdir()
+    # baseline rows: norms 5, 1, 2 (+ background row of norm 100, dropped)
+    cls = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0], [100.0, 0.0]])
+    torch.save({"model": {PRED + "cls_score.weight": cls, PRED + "cls_score.bias": torch.zeros(4)},
+                "iteration": 1}, base / "model_final.pth")
+    lda_state = {
+        PRED + "unbalanced_score.weight": torch.tensor([[1.0, 0.0], [0.0, 3.0], [0.0, 2.0]]),
+        PRED + "balanced_score.weight": torch.tensor([[6.0, 8.0], [0.0, 1.0], [1.0, 0.0]]),
+        PRED + "fgbg_score.weight": torch.ones(2, 2),
+        # frequencies: class 1 most, then 2, then 0
+        PRED + "class_freq": torch.tensor([1.0, 50.0, 7.0]),
+        PRED + "class_freq_ready": torch.tensor(True),
+    }
+    torch.save({"model": lda_state}, lda / "model_final.pth")
+    return [("base", base), ("lda", lda)]
+
+
+def test_weight_norm_data_sorted_by_class_freq(tmp_path):
+    curves, order, groups = pa.weight_norm_data(_fake_runs(tmp_path))
+    assert order.tolist() == [1, 2, 0]
+    assert groups is None  # no config.yaml: no metadata
+    np.testing.assert_allclose(curves["base: cls_score"], [1, 2, 5])
+    np.testing.assert_allclose(curves["lda: unbalanced_score"], [3, 2, 1])
+    np.testing.assert_allclose(curves["lda: balanced_score"], [1, 1, 10])
+    assert set(curves) == {"base: cls_score", "lda: unbalanced_score", "lda: balanced_score"}
+    assert pa.head_tail_ratio([3, 2, 1]) == pytest.approx(3.0)
+    assert pa.head_tail_ratio([4, 9, 1, 2], ["f", "c", "r", "r"]) == pytest.approx(4 / 1.5)
+
+
+def test_weight_norms_command(tmp_path, capsys):
+    runs = _fake_runs(tmp_path)
+    out = tmp_path / "norms.png"
+    specs = [x for n, d in runs for x in ("--run", f"{n}={d}")]
+    pa.main(["weight-norms", *specs, "--out", str(out)])
+    _png(out)
+    assert str(out) in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ alpha
+def test_alpha_curves_and_command(tmp_path):
+    rows = [
+        {"iteration": 19, "lda/alpha": 0.0, "lda/acc_unbalanced": 0.1, "lda/acc_balanced": 0.2},
+        {"iteration": 39, "lda/alpha": 0.5, "lda/acc_unbalanced": 0.7, "lda/acc_balanced": 0.1},
+        # restarted from the checkpoint of iteration 19: its rows replace iteration 39 above
+        {"iteration": 39, "lda/alpha": 0.25, "lda/acc_unbalanced": 0.6, "lda/acc_balanced": 0.2},
+        {"iteration": 59, "lda/alpha": 0.1, "lda/acc_unbalanced": 0.5, "lda/acc_balanced": 0.3},
+        {"iteration": 59, "bbox/AP": 1.0},  # evaluation row, no LDA keys
+    ]
+    (tmp_path / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = pa.alpha_curves(tmp_path / "metrics.json")
+    assert data["iteration"].tolist() == [19, 39, 59]
+    assert data["lda/alpha"].tolist() == [0.0, 0.25, 0.1]
+    assert data["lda/acc_unbalanced"].tolist() == [0.1, 0.6, 0.5]
+    assert data["lda/acc_balanced"].tolist() == [0.2, 0.2, 0.3]
+    out = tmp_path / "alpha.png"
+    pa.main(["alpha", "--run", str(tmp_path), "--out", str(out)])
+    _png(out)
+
+
+def test_alpha_rejects_baseline_metrics(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"iteration": 19, "loss_cls": 1.0}) + "\n")
+    with pytest.raises(SystemExit, match="LDA"):
+        pa.alpha_curves(tmp_path / "metrics.json")
+
+
+# ------------------------------------------------------------------------------ AP groups
+def test_ap_groups(tmp_path):
+    def rec(ap, apr):
+        m = {"AP": ap, "AP50": 0.0, "APr": apr, "APc": 5.0, "APf": 9.0}
+        return {"bbox": dict(m, AP=ap + 1), "segm": m}
+
+    results = {"runs": {"baseline": {"0": rec(10.0, 2.0), "1": rec(12.0, float("nan"))},
+                        "lda": {"0": rec(14.0, 6.0), "1": rec(14.0, -100.0)}},
+               "summary": {}, "baseline": "baseline"}
+    stats = pa.ap_group_stats(results, "segm")
+    assert stats["baseline"]["AP"] == pytest.approx((11.0, math.sqrt(2)))
+    assert stats["baseline"]["APr"] == (2.0, 0.0)  # NaN seed skipped
+    assert stats["lda"]["AP"] == (14.0, 0.0)
+    assert stats["lda"]["APr"] == (6.0, 0.0)  # -100: LVIS's "no rare class", skipped
+    assert pa.ap_group_stats(results, "bbox")["lda"]["AP"] == (15.0, 0.0)
+    f = tmp_path / "results.json"
+    f.write_text(json.dumps(results))
+    out = tmp_path / "ap.png"
+    pa.main(["ap-groups", "--results", str(f), "--out", str(out), "--task", "bbox"])
+    _png(out)
+
+
+# ------------------------------------------------------------------------------ features
+def test_feature_distances_smoke(train_args, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    # 2 iterations, no evaluation: only a checkpoint and its config.yaml are needed
+    train_net.main(train_args(out_dir, "SOLVER.MAX_ITER", "2", "DATASETS.TEST", "()"))
+    cfg, model = pa.load_model(out_dir)
+    dicts = DatasetCatalog.get("tiny_embedded_val")[:3]
+    feats, labels = pa.gt_box_features(cfg, model, dicts)
+    n = sum(len(d["annotations"]) for d in dicts)
+    assert feats.shape == (n, cfg.MODEL.ROI_BOX_HEAD.FC_DIM) and labels.shape == (n,)
+    assert torch.isfinite(feats).all()
+    proj, _ = pa.gt_box_features(cfg, model, dicts, space="projection")
+    assert proj.shape == (n, cfg.MODEL.LDA.PROJ_DIM)
+
+    out = tmp_path / "dist.png"
+    pa.main(["feature-distances", "--run", f"lda={out_dir}", "--dataset", "tiny_embedded_val",
+             "--max-images", "4", "--out", str(out)])
+    _png(out)
+    printed = capsys.readouterr().out
+    assert "mean intra" in printed and str(out) in printed
