@@ -12,7 +12,9 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 __all__ = ["draw_predictions", "visualize_files"]
 
 
-def draw_predictions(image_rgb, instances, metadata, score_thresh: float = 0.3):
+def draw_predictions(
+    image_rgb, instances, metadata, score_thresh: float = 0.3, min_side: int = 512
+):
     """
     Args:
         image_rgb: (H, W, 3) uint8 RGB image.
@@ -20,11 +22,14 @@ def draw_predictions(image_rgb, instances, metadata, score_thresh: float = 0.3):
             ``pred_classes`` and optionally ``pred_masks``).
         metadata: the dataset's metadata (``thing_classes``).
         score_thresh: detections below this score are not drawn.
+        min_side: small images are drawn enlarged so that their longer side has at least this
+            many pixels (labels keep a readable size).
     Returns:
-        (H, W, 3) uint8 RGB image with boxes, "class score%" labels and masks.
+        uint8 RGB image with boxes, "class score%" labels and masks.
     """
     instances = instances[instances.scores >= score_thresh]
-    vis = Visualizer(image_rgb, metadata, instance_mode=ColorMode.IMAGE)
+    scale = max(1.0, min_side / max(image_rgb.shape[:2]))
+    vis = Visualizer(image_rgb, metadata, scale=scale, instance_mode=ColorMode.IMAGE)
     return vis.draw_instance_predictions(instances).get_image()
 
 
