@@ -23,13 +23,12 @@ import os
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
 from detectron2.utils.logger import setup_logger
 
-from projects_lda import add_lda_config
+from projects_lda import get_project_cfg
 from projects_lda.checkpoint import SafeCheckpointer
 from projects_lda.engine import build_reproducible_train_loader, ddp_on_cpu, launch, make_reliable
 from projects_lda.mapper import SafeDatasetMapper
@@ -103,8 +102,7 @@ def _check_weights(cfg):
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_lda_config(cfg)
+    cfg = get_project_cfg()
     # yacs names the bad key but not where it came from
     try:
         cfg.merge_from_file(args.config_file)

@@ -1,4 +1,5 @@
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
 
 def add_lda_config(cfg):
@@ -67,3 +68,13 @@ def add_lda_config(cfg):
     # cross-entropy L_u (foreground proposals) in Eq. 9 / Appendix B. 1 in the paper.
     _C.MODEL.LDA.LOSS_WEIGHT_FGBG = 1.0
     _C.MODEL.LDA.LOSS_WEIGHT_UNBALANCED = 1.0
+
+
+def get_project_cfg():
+    """detectron2's default config with the keys of LDA and of the peer methods added."""
+    from .peers.config import add_peers_config
+
+    cfg = get_cfg()
+    add_lda_config(cfg)
+    add_peers_config(cfg)
+    return cfg

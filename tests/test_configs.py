@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from projects_lda import LDAFastRCNNOutputLayers, LDAROIHeads, add_lda_config
+from projects_lda import LDAFastRCNNOutputLayers, LDAROIHeads, get_project_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -25,8 +24,7 @@ CONFIGS = sorted(
 
 
 def load(path, *opts):
-    cfg = get_cfg()
-    add_lda_config(cfg)
+    cfg = get_project_cfg()
     cfg.merge_from_file(str(ROOT / path))
     cfg.merge_from_list(list(opts))
     return cfg

@@ -56,12 +56,9 @@ def load_state(run_dir):
 
 
 def load_cfg(run_dir):
-    from detectron2.config import get_cfg
+    import projects_lda  # registers the datasets and the ROI heads
 
-    import projects_lda  # noqa: F401  (registers datasets and LDAROIHeads)
-
-    cfg = get_cfg()
-    projects_lda.add_lda_config(cfg)
+    cfg = projects_lda.get_project_cfg()
     cfg.merge_from_file(str(Path(run_dir) / "config.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     return cfg

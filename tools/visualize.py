@@ -17,10 +17,9 @@ import sys
 
 import torch
 
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
-from projects_lda import add_lda_config
+from projects_lda import get_project_cfg
 from projects_lda.visualize import visualize_files
 
 
@@ -39,8 +38,7 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    cfg = get_cfg()
-    add_lda_config(cfg)
+    cfg = get_project_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     if not torch.cuda.is_available():

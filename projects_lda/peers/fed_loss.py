@@ -1,0 +1,189 @@
+"""
+Federated loss as a Fast R-CNN box predictor.
+
+Paper: X. Zhou, V. Koltun, P. Kraehenbuehl, "Probabilistic two-stage detection", arXiv:2103.07461
+(2021); the federated loss is their LVIS classification loss (used in CenterNet2, and later added
+to detectron2 as ``MODEL.ROI_BOX_HEAD.USE_FED_LOSS``).
+
+LVIS is a federated dataset: an image is annotated exhaustively only for some classes, so a
+softmax (or a sigmoid over all C classes) penalises many classes whose absence was never checked,
+and rare classes receive a flood of negative gradients. The federated loss is a sigmoid
+cross-entropy over a subset S of classes per mini-batch::
+
+    L = (1/R) sum_{i=1..R} sum_{c in S} BCE(z_ic, y_ic),
+    BCE(z, y) = -y log sigmoid(z) - (1 - y) log(1 - sigmoid(z))
+
+with R the sampled proposals (foreground and background), y_ic = 1 iff proposal i is matched to
+a ground truth of class c (background proposals: y_i = 0 for every class), and
+``S = P ∪ N``: P the classes of the foreground proposals of the batch, N negatives drawn without
+replacement from the other classes with probability ``∝ image_count_c ** 0.5``, until
+``|S| = 50`` (``MODEL.PEERS.FED_LOSS.NUM_CLASSES`` and ``FREQ_WEIGHT_POWER``).
+
+Choices:
+
+* **Background.** There is no background logit: the classifier has C outputs, and a background
+  proposal is a sample whose every target in S is 0. At test time the score of class c is
+  ``sigmoid(z_c)`` and, to keep the parent's ``(R, C + 1)`` layout, the background column is the
+  probability that no class fires under independent sigmoids, ``prod_c (1 - sigmoid(z_c))``
+  (``fast_rcnn_inference`` drops it; it is only used by the training accuracy metrics).
+* ``|S|`` counts foreground classes only. (detectron2 and CenterNet2 count the background index
+  among the positives when the batch has background proposals, so they draw one negative less.)
+  Classes with image count 0 are never drawn as negatives; if too few classes can be drawn, S is
+  smaller.
+* Frequencies are the per-class image counts of ``DATASETS.TRAIN`` (LVIS's ``image_count``),
+  computed at the first training step and saved in checkpoints (buffer ``class_freq``).
+* Negatives are drawn from torch's global RNG, which ``projects_lda.engine`` reseeds at every
+  iteration (so a resumed run draws the same classes); tests may set ``predictor.generator``.
+* The classifier bias starts at ``log(p / (1 - p))`` with p = ``PRIOR_PROB`` = 0.01, as in the
+  authors' code.
+"""
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+
+from ..class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
+from .common import log_classification_stats, parse_proposals, prior_bias, put_scalars
+from .frequencies import image_count_provider
+
+__all__ = ["fed_loss_classes", "FedLossFastRCNNOutputLayers"]
+
+
+def fed_loss_classes(
+    gt_classes: torch.Tensor,
+    num_classes: int,
+    num_fed_classes: int,
+    weight: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """
+    The class subset S of the federated loss.
+
+    Args:
+        gt_classes: (R,) labels of the sampled proposals; values >= ``num_classes`` (background)
+            and < 0 are ignored.
+        num_classes: C.
+        num_fed_classes: |S| wanted.
+        weight: (C,) sampling weights of the negatives (``image_count ** power``).
+        generator: RNG for the draw; None = torch's global RNG.
+    Returns:
+        (|S|,) long tensor: the positive classes (sorted), then the sampled negatives.
+    """
+    fg = (gt_classes >= 0) & (gt_classes < num_classes)
+    positives = torch.unique(gt_classes[fg])
+    num_neg = num_fed_classes - positives.numel()
+    if num_neg <= 0:
+        return positives
+    prob = weight.detach().to(dtype=torch.float32, device=positives.device).clone()
+    prob[positives] = 0
+    num_neg = min(num_neg, int((prob > 0).sum()))
+    if num_neg == 0:
+        return positives
+    if generator is not None:
+        prob = prob.to(generator.device)
+    negatives = torch.multinomial(prob, num_neg, replacement=False, generator=generator)
+    return torch.cat([positives, negatives.to(positives.device)])
+
+
+class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
+    """
+    Fast R-CNN outputs with a C-way sigmoid classifier trained with the federated loss (see the
+    module docstring). ``forward`` returns ``(logits (R, C), proposal_deltas)``; losses are
+    ``loss_cls`` and ``loss_box_reg``; :meth:`inference` is the parent's.
+    """
+
+    class_freq_description = "federated-loss class image counts"
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        class_freq: ClassFreqSpec = None,
+        num_fed_classes: int = 50,
+        freq_weight_power: float = 0.5,
+        prior_prob: float = 0.01,
+        **kwargs,
+    ):
+        """
+        Args:
+            class_freq: (C,) training image counts per class, a callable returning them at the
+                first training step, or None when they will come from a checkpoint.
+            num_fed_classes, freq_weight_power, prior_prob: ``MODEL.PEERS.FED_LOSS.*``.
+            kwargs: arguments of :class:`FastRCNNOutputLayers`.
+        """
+        super().__init__(input_shape, **kwargs)
+        if num_fed_classes < 1:
+            raise ValueError(
+                f"MODEL.PEERS.FED_LOSS.NUM_CLASSES must be >= 1, got {num_fed_classes}"
+            )
+        self.cls_score = nn.Linear(self.cls_score.in_features, self.num_classes)  # no background
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.constant_(self.cls_score.bias, prior_bias(prior_prob))
+        self.num_fed_classes = num_fed_classes
+        self.freq_weight_power = freq_weight_power
+        self.generator: Optional[torch.Generator] = None
+        self.init_class_freq(self.num_classes, class_freq)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        fed = cfg.MODEL.PEERS.FED_LOSS
+        ret.update(
+            {
+                # computed from cfg.DATASETS.TRAIN at the first training step, unless a
+                # checkpoint already provided them
+                "class_freq": image_count_provider(cfg),
+                "num_fed_classes": fed.NUM_CLASSES,
+                "freq_weight_power": fed.FREQ_WEIGHT_POWER,
+                "prior_prob": fed.PRIOR_PROB,
+            }
+        )
+        return ret
+
+    def sampling_weights(self) -> torch.Tensor:
+        """(C,) ``image_count ** FREQ_WEIGHT_POWER`` (0 for classes with no image)."""
+        return self.get_class_freq().pow(self.freq_weight_power)
+
+    def predict_probs(self, predictions, proposals):
+        """Per image (R_i, C + 1): ``sigmoid(z_c)``, then ``prod_c (1 - sigmoid(z_c))``."""
+        logits, _ = predictions
+        return _sigmoid_probs_with_none(logits).split([len(p) for p in proposals], dim=0)
+
+    def losses(self, predictions, proposals):
+        logits, proposal_deltas = predictions
+        C = self.num_classes
+        gt_classes, proposal_boxes, gt_boxes = parse_proposals(proposals, proposal_deltas.device)
+        fg = (gt_classes >= 0) & (gt_classes < C)
+        target = torch.zeros_like(logits)
+        target[fg.nonzero().squeeze(1), gt_classes[fg]] = 1
+
+        classes = fed_loss_classes(
+            gt_classes, C, self.num_fed_classes, self.sampling_weights(), self.generator
+        )
+        mask = logits.new_zeros(C)
+        mask[classes] = 1
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        loss_cls = (bce * mask).sum() / max(gt_classes.numel(), 1)
+
+        with torch.no_grad():
+            log_classification_stats(_sigmoid_probs_with_none(logits), gt_classes)
+        put_scalars(**{"fed_loss/num_classes": classes.numel()})
+        losses = {
+            "loss_cls": loss_cls,
+            "loss_box_reg": self.box_reg_loss(
+                proposal_boxes, gt_boxes, proposal_deltas, gt_classes
+            ),
+        }
+        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+
+
+def _sigmoid_probs_with_none(logits: torch.Tensor) -> torch.Tensor:
+    # log(1 - sigmoid(z)) = -softplus(z): the "no class" column without underflow for large C
+    none = torch.exp(-F.softplus(logits).sum(dim=1, keepdim=True))
+    return torch.cat([torch.sigmoid(logits), none], dim=1)
