@@ -10,3 +10,14 @@ from .roi_heads import LDAROIHeads
 from .class_freq import class_frequencies, class_frequencies_from_datasets
 from . import data  # noqa: F401  (registers datasets)
 from .peers import add_peers_config  # registers the peer methods' ROI heads
+
+__all__ = [
+    "add_lda_config",
+    "add_peers_config",
+    "get_project_cfg",
+    "LDAFastRCNNOutputLayers",
+    "LDALogits",
+    "LDAROIHeads",
+    "class_frequencies",
+    "class_frequencies_from_datasets",
+]

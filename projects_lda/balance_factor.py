@@ -5,18 +5,10 @@ self-adaptive balance factor alpha of Eq. 6 computed from them.
 import torch
 from torch import nn
 
+from .common import all_reduce_sum
 from .lda_loss import balance_factor
 
 __all__ = ["AccuracyWindow"]
-
-
-def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sums ``t`` over all workers; a no-op in a single process."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
 
 
 class AccuracyWindow(nn.Module):
@@ -51,7 +43,7 @@ class AccuracyWindow(nn.Module):
             device=self.counts.device,
         )
         # gloo and NCCL both reduce float64 on the device the counts live on
-        self.counts[int(self.position) % self.window] = _all_reduce_sum(local)
+        self.counts[int(self.position) % self.window] = all_reduce_sum(local)
         self.position += 1
 
     def accuracies(self):

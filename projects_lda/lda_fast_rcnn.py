@@ -2,19 +2,21 @@
 The LDA box predictor: FgBg + unbalanced + balanced classifiers, a projection head, and
 detectron2's box regression (paper, Appendix B and Fig. 7).
 """
-from typing import Callable, NamedTuple, Optional, Union
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cat, cross_entropy
+from detectron2.layers import ShapeSpec, cross_entropy
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.utils.events import get_event_storage
 
 from .balance_factor import AccuracyWindow
+from .class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
 from .class_freq import frequency_provider
+from .common import parse_proposals
 from .lda_loss import (
     weighted_cross_entropy,
     importance_weights,
@@ -34,7 +36,7 @@ class LDALogits(NamedTuple):
     projection: Optional[torch.Tensor] = None  # (R, PROJ_DIM); training only
 
 
-class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
+class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
     """
     Replaces the (C+1)-way classifier of Fast R-CNN by
 
@@ -54,7 +56,7 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
         self,
         input_shape: ShapeSpec,
         *,
-        class_freq: Union[torch.Tensor, Callable[[], torch.Tensor], None] = None,
+        class_freq: ClassFreqSpec = None,
         gamma: float = 1.5,
         divergence_weight: float = 0.1,
         margin: float = 1.0,
@@ -124,12 +126,8 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
         self.unbalanced_loss_weight = unbalanced_loss_weight
         self.accuracy_window = AccuracyWindow(window, gamma, percent=alpha_units == "percent")
 
-        # n_k, saved with the model; `class_freq_ready` says whether it holds real frequencies.
-        self.register_buffer("class_freq", torch.zeros(C))
-        self.register_buffer("class_freq_ready", torch.zeros((), dtype=torch.bool))
-        self._class_freq_fn = class_freq if callable(class_freq) else None
-        if isinstance(class_freq, torch.Tensor):
-            self.set_class_freq(class_freq)
+        # n_k: a buffer saved with the model, filled lazily from a callable in training
+        self.init_class_freq(C, class_freq)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -160,29 +158,11 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
         return ret
 
     # ---------------------------------------------------------------------------- frequencies
-    def set_class_freq(self, class_freq: torch.Tensor) -> None:
-        """Sets the training class frequencies n_k (validated: shape (C,), finite, >= 0)."""
-        class_freq = torch.as_tensor(class_freq, dtype=torch.float32).flatten()
-        if class_freq.numel() != self.num_classes:
-            raise ValueError(
-                f"class frequencies have {class_freq.numel()} entries but the model has "
-                f"MODEL.ROI_HEADS.NUM_CLASSES={self.num_classes}"
-            )
-        importance_weights(class_freq)  # raises on negative / non-finite / all-zero
-        self.class_freq.copy_(class_freq.to(self.class_freq.device))
-        self.class_freq_ready.fill_(True)
-
     def _balanced_weights(self) -> torch.Tensor:
-        if not bool(self.class_freq_ready):
-            if self._class_freq_fn is None:
-                raise RuntimeError(
-                    "LDA class frequencies are not set: pass class_freq to the predictor, call "
-                    "set_class_freq(), or load a checkpoint trained with LDA"
-                )
-            self.set_class_freq(self._class_freq_fn())
-        weights = importance_weights(self.class_freq)
+        freq = self.get_class_freq()
+        weights = importance_weights(freq)
         if self.balanced_loss_norm == "sum":  # released code: 1 / (C' n_k) = beta(k) / N
-            weights = weights / self.class_freq.sum()
+            weights = weights / freq.sum()
         return weights
 
     # ---------------------------------------------------------------------------- forward
@@ -218,16 +198,7 @@ class LDAFastRCNNOutputLayers(FastRCNNOutputLayers):
     def losses(self, predictions, proposals):
         logits, proposal_deltas = predictions
         C = self.num_classes
-        if len(proposals):
-            gt_classes = cat([p.gt_classes for p in proposals], dim=0)
-            proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
-            gt_boxes = cat(
-                [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals],
-                dim=0,
-            )
-        else:
-            gt_classes = torch.empty(0, dtype=torch.long, device=proposal_deltas.device)
-            proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
+        gt_classes, proposal_boxes, gt_boxes = parse_proposals(proposals, proposal_deltas.device)
 
         fg = (gt_classes >= 0) & (gt_classes < C)
         fg_labels = gt_classes[fg]
