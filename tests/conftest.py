@@ -95,3 +95,45 @@ def train_args(tiny_dataset):
         )
 
     return make
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gloo_entry(rank, world, port, queue, fn):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        queue.put((rank, fn(rank)))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_gloo_workers(fn, world=2, timeout=300):
+    """
+    Runs ``fn(rank)`` in ``world`` spawned processes joined by a gloo process group and returns
+    ``{rank: fn(rank)}``. ``fn`` must be a module-level function (it is pickled).
+    """
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_gloo_entry, args=(r, world, port, queue, fn))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=timeout) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0, f"gloo worker exited with {p.exitcode}"
+    return results

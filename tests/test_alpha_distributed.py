@@ -1,9 +1,6 @@
 """Every worker computes the same alpha: the window's counts are summed over workers (gloo)."""
-import socket
-
 import pytest
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from conftest import run_gloo_workers
 
 from projects_lda.balance_factor import AccuracyWindow
 
@@ -14,36 +11,16 @@ LOCAL = {
 }
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank):
+    win = AccuracyWindow(window=4, gamma=1.5)
+    for counts in LOCAL[rank]:
+        win.update(*counts)
+    return win.counts.tolist(), win.alpha(), win.accuracies()
 
 
-def _worker(rank, world, port, queue):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
-    try:
-        win = AccuracyWindow(window=4, gamma=1.5)
-        for counts in LOCAL[rank]:
-            win.update(*counts)
-        queue.put((rank, win.counts.tolist(), win.alpha(), win.accuracies()))
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(400)
 def test_two_gloo_workers_share_the_window_and_alpha():
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict((r, rest) for r, *rest in (queue.get(timeout=100) for _ in procs))
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    results = run_gloo_workers(_worker)
     # summed counts: batch 1 = (9, 3, 12), batch 2 = (5, 1, 6) -> acc_u = 14/18, acc_b = 4/18
     expected_alpha = (10 / 18) ** 1.5
     for rank in (0, 1):

@@ -48,7 +48,7 @@ def test_unknown_method_is_named():
         benchmark.resolve_method("mine=nope.yaml")
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys):
     for k in ("LDA_EXTRA_DATASETS", "OMP_NUM_THREADS", "PYTHONPATH"):
         monkeypatch.setenv(k, tiny_dataset["env"][k])

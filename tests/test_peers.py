@@ -7,13 +7,11 @@ import json
 import math
 import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from conftest import run_gloo_workers
 
 from detectron2.data import DatasetCatalog
 from detectron2.layers import ShapeSpec
@@ -374,41 +372,20 @@ def test_frequencies_missing_or_wrong():
 GLOO_GT = {0: [0, 0, 2], 1: [1, 2]}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _gloo_worker(rank):
+    eql = make_predictor("eqlv2", num_classes=2)
+    set_logits(eql, EQL_Z)
+    seesaw = make_predictor("seesaw", num_classes=2)
+    run_losses(eql, GLOO_GT[rank])
+    run_losses(seesaw, GLOO_GT[rank])
+    q, r = eql.class_weights()
+    return (eql.pos_grad.tolist(), eql.neg_grad.tolist(), int(eql.grad_steps),
+            q.tolist(), r.tolist(), seesaw.cum_samples.tolist())
 
 
-def _gloo_worker(rank, world, port, queue):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
-    try:
-        eql = make_predictor("eqlv2", num_classes=2)
-        set_logits(eql, EQL_Z)
-        seesaw = make_predictor("seesaw", num_classes=2)
-        run_losses(eql, GLOO_GT[rank])
-        run_losses(seesaw, GLOO_GT[rank])
-        q, r = eql.class_weights()
-        queue.put((rank, eql.pos_grad.tolist(), eql.neg_grad.tolist(), int(eql.grad_steps),
-                   q.tolist(), r.tolist(), seesaw.cum_samples.tolist()))
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(400)
 def test_two_gloo_workers_sum_the_gradient_statistics_and_class_counts():
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_gloo_worker, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict((r, rest) for r, *rest in (queue.get(timeout=100) for _ in procs))
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    results = run_gloo_workers(_gloo_worker)
     # p = (0.5, 0.75) on every proposal.
     # rank 0, [0, 0, bg]: pos = (2 * 0.5, 0), neg = (1 * 0.5, 3 * 0.75)
     # rank 1, [1, bg]:    pos = (0, 1 * 0.25), neg = (2 * 0.5, 1 * 0.75)
@@ -500,7 +477,7 @@ LOSS_TERMS = {
 }
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("method", sorted(PEER_CONFIGS))
 def test_two_training_iterations_then_eval_only_on_the_tiny_dataset(
     method, train_args, tmp_path
