@@ -18,25 +18,33 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 
-__all__ = ["class_frequencies", "class_frequencies_from_datasets", "FREQ_SOURCES"]
+__all__ = [
+    "class_frequencies",
+    "class_frequencies_from_datasets",
+    "class_image_counts",
+    "load_training_dicts",
+    "frequency_provider",
+    "image_count_provider",
+    "FREQ_SOURCES",
+]
 
 FREQ_SOURCES = ("sampled", "annotations")
 
 
-def _instances_per_class(dataset_dicts: Sequence[dict], num_classes: int) -> torch.Tensor:
-    counts = torch.zeros(len(dataset_dicts), num_classes, dtype=torch.float64)
-    for i, record in enumerate(dataset_dicts):
-        for ann in record.get("annotations", []):
-            if ann.get("iscrowd", 0):
-                continue
-            c = ann["category_id"]
-            if not 0 <= c < num_classes:
-                raise ValueError(
-                    f"annotation of image {record.get('file_name', i)!r} has category_id {c}, "
-                    f"outside [0, {num_classes}) (MODEL.ROI_HEADS.NUM_CLASSES={num_classes})"
-                )
-            counts[i, c] += 1
-    return counts
+def _classes_of(record, index: int, num_classes: int):
+    """Non-crowd category ids of one record, checked against ``num_classes``."""
+    classes = []
+    for ann in record.get("annotations", []):
+        if ann.get("iscrowd", 0):
+            continue
+        c = ann["category_id"]
+        if not 0 <= c < num_classes:
+            raise ValueError(
+                f"annotation of image {record.get('file_name', index)!r} has category_id {c}, "
+                f"outside [0, {num_classes}) (MODEL.ROI_HEADS.NUM_CLASSES={num_classes})"
+            )
+        classes.append(c)
+    return classes
 
 
 def class_frequencies(
@@ -57,13 +65,38 @@ def class_frequencies(
     """
     if source not in FREQ_SOURCES:
         raise ValueError(f"MODEL.LDA.CLASS_FREQ_SOURCE must be one of {FREQ_SOURCES}, got {source!r}")
-    counts = _instances_per_class(dataset_dicts, num_classes)
     if source == "sampled" and repeat_thresh > 0:
-        rep = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+        repeats = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
             dataset_dicts, repeat_thresh
-        ).to(torch.float64)
-        counts = counts * rep.unsqueeze(1)
-    return counts.sum(dim=0).to(torch.float32)
+        ).tolist()
+    else:
+        repeats = [1.0] * len(dataset_dicts)
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for i, (record, r) in enumerate(zip(dataset_dicts, repeats)):
+        for c in _classes_of(record, i, num_classes):
+            counts[c] += r
+    return counts.to(torch.float32)
+
+
+def class_image_counts(dataset_dicts: Sequence[dict], num_classes: int) -> torch.Tensor:
+    """(C,) float32: for each class, the number of records with a non-crowd instance of it."""
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for i, record in enumerate(dataset_dicts):
+        for c in set(_classes_of(record, i, num_classes)):
+            counts[c] += 1
+    return counts.to(torch.float32)
+
+
+def load_training_dicts(dataset_names: List[str], filter_empty: bool = True) -> List[dict]:
+    """The records of registered datasets, filtered as the training loader filters them."""
+    dicts = []
+    for name in dataset_names:
+        dicts.extend(DatasetCatalog.get(name))
+    if filter_empty:  # as get_detection_dataset_dicts(filter_empty=True) does
+        dicts = [d for d in dicts if any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", []))]
+    if not dicts:
+        raise ValueError(f"training datasets {list(dataset_names)} hold no annotated image")
+    return dicts
 
 
 def class_frequencies_from_datasets(
@@ -75,22 +108,19 @@ def class_frequencies_from_datasets(
     filter_empty: bool = True,
 ) -> torch.Tensor:
     """:func:`class_frequencies` over registered datasets, loaded as the train loader loads them."""
-    dicts = []
-    for name in dataset_names:
-        dicts.extend(DatasetCatalog.get(name))
-    if filter_empty:  # as get_detection_dataset_dicts(filter_empty=True) does
-        dicts = [d for d in dicts if any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", []))]
-    if not dicts:
-        raise ValueError(f"training datasets {list(dataset_names)} hold no annotated image")
+    dicts = load_training_dicts(dataset_names, filter_empty)
     return class_frequencies(dicts, num_classes, source=source, repeat_thresh=repeat_thresh)
 
 
-def frequency_provider(cfg) -> Callable[[], torch.Tensor]:
-    """A callable computing the class frequencies of ``cfg.DATASETS.TRAIN`` when first needed."""
+def frequency_provider(cfg, source: str = None) -> Callable[[], torch.Tensor]:
+    """
+    A callable computing the instance frequencies of ``cfg.DATASETS.TRAIN`` when first needed;
+    ``source`` defaults to ``cfg.MODEL.LDA.CLASS_FREQ_SOURCE``.
+    """
     sampled_rfs = cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
     names = list(cfg.DATASETS.TRAIN)
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    source = cfg.MODEL.LDA.CLASS_FREQ_SOURCE
+    source = source or cfg.MODEL.LDA.CLASS_FREQ_SOURCE
     thresh = cfg.DATALOADER.REPEAT_THRESHOLD if sampled_rfs else 0.0
     filter_empty = cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
 
@@ -98,5 +128,17 @@ def frequency_provider(cfg) -> Callable[[], torch.Tensor]:
         return class_frequencies_from_datasets(
             names, num_classes, source=source, repeat_thresh=thresh, filter_empty=filter_empty
         )
+
+    return provide
+
+
+def image_count_provider(cfg) -> Callable[[], torch.Tensor]:
+    """A callable computing the per-class image counts of ``cfg.DATASETS.TRAIN``."""
+    names = list(cfg.DATASETS.TRAIN)
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    filter_empty = cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+
+    def provide() -> torch.Tensor:
+        return class_image_counts(load_training_dicts(names, filter_empty), num_classes)
 
     return provide
