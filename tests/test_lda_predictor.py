@@ -3,10 +3,10 @@ import math
 
 import pytest
 import torch
+from conftest import make_proposals, run_losses
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
-from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from projects_lda import LDAFastRCNNOutputLayers
@@ -42,24 +42,6 @@ def set_constant(predictor, fgbg=(0.0, 0.0), unbalanced=(0.0,) * C, balanced=(0.
         predictor.projection.bias.fill_(1.0)  # every projected feature is the same vector
         predictor.bbox_pred.weight.zero_()
         predictor.bbox_pred.bias.zero_()
-
-
-def make_proposals(gt_classes):
-    n = len(gt_classes)
-    boxes = torch.tensor([[1.0, 1.0, 5.0, 5.0]] * n)
-    inst = Instances((10, 10))
-    inst.proposal_boxes = Boxes(boxes)
-    inst.gt_boxes = Boxes(boxes.clone())  # perfect proposals: box regression loss 0
-    inst.gt_classes = torch.tensor(gt_classes, dtype=torch.long)
-    return [inst]
-
-
-def run_losses(predictor, gt_classes, seed=0):
-    torch.manual_seed(seed)
-    proposals = make_proposals(gt_classes)
-    x = torch.rand(len(gt_classes), 8)
-    with EventStorage():
-        return predictor.losses(predictor(x), proposals)
 
 
 @pytest.mark.parametrize("normalizer,denominator", [("proposals", 4), ("foreground", 3)])

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_gloo_workers
+from conftest import make_proposals, run_gloo_workers, run_losses
 
 from detectron2.data import DatasetCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.modeling.box_regression import Box2BoxTransform
-from detectron2.structures import Boxes, Instances
-from detectron2.utils.events import EventStorage
 
 from projects_lda import LDAROIHeads, get_project_cfg
 from projects_lda.data import register_lvis_format
@@ -81,23 +79,6 @@ def set_logits(predictor, logits):
         predictor.cls_score.bias.copy_(torch.tensor(logits, dtype=torch.float32))
         predictor.bbox_pred.weight.zero_()
         predictor.bbox_pred.bias.zero_()
-
-
-def make_proposals(gt_classes):
-    n = len(gt_classes)
-    boxes = torch.tensor([[1.0, 1.0, 5.0, 5.0]] * n).reshape(n, 4)
-    inst = Instances((10, 10))
-    inst.proposal_boxes = Boxes(boxes)
-    inst.gt_boxes = Boxes(boxes.clone())  # perfect proposals: box regression loss 0
-    inst.gt_classes = torch.tensor(gt_classes, dtype=torch.long)
-    return [inst]
-
-
-def run_losses(predictor, gt_classes, seed=0):
-    torch.manual_seed(seed)
-    x = torch.rand(len(gt_classes), 8)
-    with EventStorage():
-        return predictor.losses(predictor(x), make_proposals(gt_classes))
 
 
 # --------------------------------------------------------------------------- federated loss
