@@ -161,3 +161,13 @@ def run_losses(predictor, gt_classes, seed=0):
     x = torch.rand(len(gt_classes), 8)
     with EventStorage():
         return predictor.losses(predictor(x), make_proposals(gt_classes))
+
+
+def assert_finite_and_every_parameter_gets_a_gradient(predictor, losses):
+    """Finite losses, and a backward pass in which every parameter takes part (DDP needs it)."""
+    for k, v in losses.items():
+        assert torch.isfinite(v), k
+    sum(losses.values()).backward()
+    for name, p in predictor.named_parameters():
+        assert p.grad is not None, f"{name} takes no part in the backward pass"
+        assert torch.isfinite(p.grad).all(), name

@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_proposals, run_losses
+from conftest import assert_finite_and_every_parameter_gets_a_gradient, make_proposals, run_losses
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
@@ -131,13 +131,7 @@ def test_inference_skips_unbalanced_and_projection():
 @pytest.mark.parametrize("gt_classes", [[], [C, C, C]], ids=["no_proposals", "no_foreground"])
 def test_empty_batches_finite_and_every_parameter_gets_a_gradient(gt_classes):
     predictor = make_predictor()
-    losses = run_losses(predictor, gt_classes)
-    for k, v in losses.items():
-        assert torch.isfinite(v), k
-    sum(losses.values()).backward()
-    for name, p in predictor.named_parameters():
-        assert p.grad is not None, f"{name} takes no part in the backward pass"
-        assert torch.isfinite(p.grad).all(), name
+    assert_finite_and_every_parameter_gets_a_gradient(predictor, run_losses(predictor, gt_classes))
 
 
 def test_class_with_no_training_sample_gives_finite_losses():

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_proposals, run_gloo_workers, run_losses
+from conftest import (
+    assert_finite_and_every_parameter_gets_a_gradient,
+    make_proposals,
+    run_gloo_workers,
+    run_losses,
+)
 
 from detectron2.data import DatasetCatalog
 from detectron2.layers import ShapeSpec
@@ -311,13 +316,7 @@ def test_inference_keeps_the_parent_contract_without_training_statistics(kind):
 @pytest.mark.parametrize("kind", sorted(PREDICTORS))
 def test_empty_batches_finite_and_every_parameter_gets_a_gradient(kind, gt_classes):
     predictor = make_predictor(kind)
-    losses = run_losses(predictor, gt_classes)
-    for k, v in losses.items():
-        assert torch.isfinite(v), k
-    sum(losses.values()).backward()
-    for name, p in predictor.named_parameters():
-        assert p.grad is not None, f"{name} takes no part in the backward pass"
-        assert torch.isfinite(p.grad).all(), name
+    assert_finite_and_every_parameter_gets_a_gradient(predictor, run_losses(predictor, gt_classes))
 
 
 @pytest.mark.parametrize("kind", sorted(PREDICTORS))
