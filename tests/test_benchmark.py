@@ -54,7 +54,14 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
         monkeypatch.setenv(k, tiny_dataset["env"][k])
     opts = tiny_opts(tmp_path / "unused", "SOLVER.MAX_ITER", "3")
     argv = ["--methods", "baseline", "lda", "--seeds", "0", "--output", str(tmp_path), *opts]
-    benchmark.main(argv)
+    # a run that fails is reported by name at the end; the runs after it still train
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("_BASE_: %s\nMODEL:\n  NOT_A_KEY: 1\n"
+                      % (ROOT / benchmark.METHODS["baseline"][0]))
+    with pytest.raises(SystemExit, match=r"runs failed.*broken seed 0 \(exit 1"):
+        benchmark.main(["--methods", f"broken={broken}", *argv[1:]])
+    assert "NOT_A_KEY" in (tmp_path / "broken" / "seed0" / "stdout.txt").read_text()
+    assert not (tmp_path / "broken" / "seed0" / "run.json").exists()
     data = json.loads((tmp_path / "results.json").read_text())
     for method in ("baseline", "lda"):
         run = data["runs"][method]["0"]
