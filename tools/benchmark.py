@@ -59,6 +59,9 @@ METHODS = {
     "fedloss": (f"{EMBEDDED}/fedloss_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
     "eqlv2": (f"{EMBEDDED}/eqlv2_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
     "seesaw": (f"{EMBEDDED}/seesaw_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
+    # Seesaw with a plain linear classifier instead of the normalized (cosine) one
+    "seesaw_linear": (f"{EMBEDDED}/seesaw_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
+                      ["MODEL.PEERS.SEESAW.NORMED_LINEAR", "False"]),
     "balanced_softmax": (
         f"{EMBEDDED}/balanced_softmax_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
 }
