@@ -68,6 +68,13 @@ def add_lda_config(cfg):
     # cross-entropy L_u (foreground proposals) in Eq. 9 / Appendix B. 1 in the paper.
     _C.MODEL.LDA.LOSS_WEIGHT_FGBG = 1.0
     _C.MODEL.LDA.LOSS_WEIGHT_UNBALANCED = 1.0
+    # Not in the paper (an extension, off by default): make the FgBg, unbalanced and balanced
+    # classifiers cosine classifiers, logit_k = TEMPERATURE * cos(h, w_k) + b_k, the normalized
+    # linear layer of the Seesaw paper (MODEL.PEERS.SEESAW.NORMED_LINEAR). It removes the
+    # weight-norm bias toward head classes by construction; see the README's benchmark section.
+    _C.MODEL.LDA.NORMED_LINEAR = False
+    # tau of the cosine classifiers when NORMED_LINEAR is True (20, as for Seesaw).
+    _C.MODEL.LDA.TEMPERATURE = 20.0
 
 
 def get_project_cfg():

@@ -17,6 +17,7 @@ from .balance_factor import AccuracyWindow
 from .class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
 from .class_freq import frequency_provider
 from .common import parse_proposals
+from .layers import make_classifier
 from .lda_loss import (
     weighted_cross_entropy,
     importance_weights,
@@ -72,6 +73,8 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
         proj_hidden_dim: int = 0,
         fgbg_loss_weight: float = 1.0,
         unbalanced_loss_weight: float = 1.0,
+        normed_linear: bool = False,
+        temperature: float = 20.0,
         **kwargs,
     ):
         """
@@ -83,7 +86,7 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
             gamma, divergence_weight (lambda), margin (m), inter_weighting, window, alpha_units,
             alpha_mode, fixed_alpha, balanced_loss_factor, balanced_loss_norm,
             fg_loss_normalizer, proj_dim, proj_hidden_dim, fgbg_loss_weight,
-            unbalanced_loss_weight: see
+            unbalanced_loss_weight, normed_linear, temperature: see
                 :func:`projects_lda.add_lda_config`, one key each.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
         """
@@ -98,9 +101,9 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
         C = self.num_classes
         input_size = self.bbox_pred.in_features
         del self.cls_score  # replaced by the three classifiers below
-        self.fgbg_score = nn.Linear(input_size, 2)
-        self.unbalanced_score = nn.Linear(input_size, C)
-        self.balanced_score = nn.Linear(input_size, C)
+        self.fgbg_score = make_classifier(input_size, 2, normed_linear, temperature)
+        self.unbalanced_score = make_classifier(input_size, C, normed_linear, temperature)
+        self.balanced_score = make_classifier(input_size, C, normed_linear, temperature)
         if proj_hidden_dim > 0:
             self.projection = nn.Sequential(
                 nn.Linear(input_size, proj_hidden_dim),
@@ -109,9 +112,6 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
             )
         else:
             self.projection = nn.Linear(input_size, proj_dim)
-        for layer in [self.fgbg_score, self.unbalanced_score, self.balanced_score]:
-            nn.init.normal_(layer.weight, std=0.01)
-            nn.init.constant_(layer.bias, 0)
 
         self.gamma = gamma
         self.divergence_weight = divergence_weight
@@ -153,6 +153,8 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
                 "proj_hidden_dim": lda.PROJ_HIDDEN_DIM,
                 "fgbg_loss_weight": lda.LOSS_WEIGHT_FGBG,
                 "unbalanced_loss_weight": lda.LOSS_WEIGHT_UNBALANCED,
+                "normed_linear": lda.NORMED_LINEAR,
+                "temperature": lda.TEMPERATURE,
             }
         )
         return ret

@@ -176,3 +176,23 @@ def test_checkpoint_round_trip_keeps_frequencies_and_window():
     assert torch.equal(restored.accuracy_window.counts, trained.accuracy_window.counts)
     assert int(restored.accuracy_window.position) == 3
     assert restored.current_alpha() == pytest.approx(trained.current_alpha())
+
+
+def test_normed_linear_option_makes_three_cosine_classifiers():
+    from projects_lda.layers import NormedLinear
+
+    predictor = make_predictor(normed_linear=True, temperature=10.0)
+    for layer in (predictor.fgbg_score, predictor.unbalanced_score, predictor.balanced_score):
+        assert isinstance(layer, NormedLinear) and layer.temperature == 10.0
+    assert type(make_predictor().balanced_score) is torch.nn.Linear  # the paper's default
+    with torch.no_grad():
+        predictor.balanced_score.weight.copy_(torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 0],
+                                                            [0, 1.0, 0, 0, 0, 0, 0, 0],
+                                                            [-1.0, 0, 0, 0, 0, 0, 0, 0]]))
+        predictor.balanced_score.bias.zero_()
+    x = torch.tensor([[3.0, 4.0, 0, 0, 0, 0, 0, 0]])
+    logits, _ = predictor(x)
+    # tau * cos: 10 * (3/5, 4/5, -3/5); the same for any positive scale of the feature
+    assert logits.balanced[0].tolist() == pytest.approx([6.0, 8.0, -6.0], rel=1e-5)
+    assert torch.allclose(predictor(7 * x)[0].balanced, logits.balanced, atol=1e-5)
+    assert_finite_and_every_parameter_gets_a_gradient(predictor, run_losses(predictor, [0, C]))

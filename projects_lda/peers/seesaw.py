@@ -39,33 +39,16 @@ Choices, following the paper and its reference implementation (mmdetection):
   applied to all C + 2 outputs as mmdetection does.
 """
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
+from ..layers import NormedLinear, make_classifier
 from .common import all_reduce_sum, log_classification_stats, parse_proposals, put_scalars
 
 __all__ = ["NormedLinear", "seesaw_factors", "seesaw_cross_entropy", "SeesawFastRCNNOutputLayers"]
-
-
-class NormedLinear(nn.Linear):
-    """``y = tau * <x / |x|, w_k / |w_k|> + b_k``: a cosine classifier with a temperature."""
-
-    def __init__(self, in_features: int, out_features: int, temperature: float = 20.0,
-                 eps: float = 1e-6):
-        super().__init__(in_features, out_features)
-        self.temperature = temperature
-        self.eps = eps
-        nn.init.normal_(self.weight, std=0.01)
-        nn.init.constant_(self.bias, 0)
-
-    def forward(self, x):
-        w = self.weight / (self.weight.norm(dim=1, keepdim=True) + self.eps)
-        x = x / (x.norm(dim=1, keepdim=True) + self.eps)
-        return F.linear(self.temperature * x, w, self.bias)
 
 
 def seesaw_factors(
@@ -136,12 +119,7 @@ class SeesawFastRCNNOutputLayers(FastRCNNOutputLayers):
         super().__init__(input_shape, **kwargs)
         C = self.num_classes
         in_features = self.cls_score.in_features
-        if normed_linear:
-            self.cls_score = NormedLinear(in_features, C + 2, temperature=temperature)
-        else:
-            self.cls_score = nn.Linear(in_features, C + 2)
-            nn.init.normal_(self.cls_score.weight, std=0.01)
-            nn.init.constant_(self.cls_score.bias, 0)
+        self.cls_score = make_classifier(in_features, C + 2, normed_linear, temperature)
         self.p = p
         self.q = q
         self.eps = eps
