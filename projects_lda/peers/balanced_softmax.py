@@ -47,7 +47,7 @@ from detectron2.layers import ShapeSpec, cross_entropy
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
 from ..class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
-from .common import log_classification_stats, parse_proposals
+from .common import add_box_reg_and_weight, log_classification_stats, parse_proposals
 from .frequencies import instance_frequency_provider
 
 __all__ = ["balanced_logit_adjustment", "BalancedSoftmaxFastRCNNOutputLayers"]
@@ -108,10 +108,9 @@ class BalancedSoftmaxFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLa
         adjusted = scores + self.logit_adjustment().to(scores.dtype)
         with torch.no_grad():  # metrics of the test-time classifier: plain logits
             log_classification_stats(F.softmax(scores, dim=1), gt_classes)
-        losses = {
+        cls_losses = {
             "loss_cls": cross_entropy(adjusted, gt_classes, reduction="mean"),
-            "loss_box_reg": self.box_reg_loss(
-                proposal_boxes, gt_boxes, proposal_deltas, gt_classes
-            ),
         }
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+        return add_box_reg_and_weight(
+            self, cls_losses, proposal_boxes, gt_boxes, proposal_deltas, gt_classes
+        )

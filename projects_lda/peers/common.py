@@ -14,6 +14,7 @@ __all__ = [
     "put_scalars",
     "log_classification_stats",
     "prior_bias",
+    "add_box_reg_and_weight",
 ]
 
 
@@ -55,3 +56,17 @@ def prior_bias(prior_prob: float) -> float:
     if not 0.0 < prior_prob < 1.0:
         raise ValueError(f"PRIOR_PROB must be in (0, 1), got {prior_prob}")
     return math.log(prior_prob / (1.0 - prior_prob))
+
+
+def add_box_reg_and_weight(predictor, cls_losses: Dict[str, torch.Tensor], proposal_boxes,
+                           gt_boxes, proposal_deltas, gt_classes) -> Dict[str, torch.Tensor]:
+    """
+    The classification losses of a peer predictor plus detectron2's ``loss_box_reg``, each
+    multiplied by its weight in ``predictor.loss_weight`` (1 when absent), as the parent's
+    ``FastRCNNOutputLayers.losses`` returns them.
+    """
+    losses = dict(cls_losses)
+    losses["loss_box_reg"] = predictor.box_reg_loss(
+        proposal_boxes, gt_boxes, proposal_deltas, gt_classes
+    )
+    return {k: v * predictor.loss_weight.get(k, 1.0) for k, v in losses.items()}

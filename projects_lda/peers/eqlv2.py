@@ -42,6 +42,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
 from .common import (
+    add_box_reg_and_weight,
     all_reduce_sum,
     log_classification_stats,
     parse_proposals,
@@ -170,13 +171,12 @@ class EQLv2FastRCNNOutputLayers(FastRCNNOutputLayers):
         put_scalars(
             **{"eqlv2/pos_weight_mean": q.mean().item(), "eqlv2/neg_weight_mean": r.mean().item()}
         )
-        losses = {
+        cls_losses = {
             "loss_cls": loss_cls,
-            "loss_box_reg": self.box_reg_loss(
-                proposal_boxes, gt_boxes, proposal_deltas, gt_classes
-            ),
         }
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+        return add_box_reg_and_weight(
+            self, cls_losses, proposal_boxes, gt_boxes, proposal_deltas, gt_classes
+        )
 
 
 def _eqlv2_probs(logits: torch.Tensor) -> torch.Tensor:

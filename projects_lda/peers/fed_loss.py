@@ -48,7 +48,14 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
 from ..class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
-from .common import log_classification_stats, parse_proposals, prior_bias, put_scalars
+from ..layers import make_classifier
+from .common import (
+    add_box_reg_and_weight,
+    log_classification_stats,
+    parse_proposals,
+    prior_bias,
+    put_scalars,
+)
 from .frequencies import image_count_provider
 
 __all__ = ["fed_loss_classes", "FedLossFastRCNNOutputLayers"]
@@ -122,8 +129,8 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
             raise ValueError(
                 f"MODEL.PEERS.FED_LOSS.NUM_CLASSES must be >= 1, got {num_fed_classes}"
             )
-        self.cls_score = nn.Linear(self.cls_score.in_features, self.num_classes)  # no background
-        nn.init.normal_(self.cls_score.weight, std=0.01)
+        # no background output
+        self.cls_score = make_classifier(self.cls_score.in_features, self.num_classes)
         nn.init.constant_(self.cls_score.bias, prior_bias(prior_prob))
         self.num_fed_classes = num_fed_classes
         self.freq_weight_power = freq_weight_power
@@ -174,13 +181,12 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
         with torch.no_grad():
             log_classification_stats(_sigmoid_probs_with_none(logits), gt_classes)
         put_scalars(**{"fed_loss/num_classes": classes.numel()})
-        losses = {
+        cls_losses = {
             "loss_cls": loss_cls,
-            "loss_box_reg": self.box_reg_loss(
-                proposal_boxes, gt_boxes, proposal_deltas, gt_classes
-            ),
         }
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+        return add_box_reg_and_weight(
+            self, cls_losses, proposal_boxes, gt_boxes, proposal_deltas, gt_classes
+        )
 
 
 def _sigmoid_probs_with_none(logits: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,13 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
 from ..layers import NormedLinear, make_classifier
-from .common import all_reduce_sum, log_classification_stats, parse_proposals, put_scalars
+from .common import (
+    add_box_reg_and_weight,
+    all_reduce_sum,
+    log_classification_stats,
+    parse_proposals,
+    put_scalars,
+)
 
 __all__ = ["NormedLinear", "seesaw_factors", "seesaw_cross_entropy", "SeesawFastRCNNOutputLayers"]
 
@@ -176,14 +182,13 @@ class SeesawFastRCNNOutputLayers(FastRCNNOutputLayers):
             if fg_labels.numel():
                 pred_fg = objectness.argmax(dim=1) == 0
                 put_scalars(**{"seesaw/objectness_accuracy": (pred_fg == fg).float().mean()})
-        losses = {
+        cls_losses = {
             "loss_cls_classes": loss_classes,
             "loss_cls_objectness": loss_objectness,
-            "loss_box_reg": self.box_reg_loss(
-                proposal_boxes, gt_boxes, proposal_deltas, gt_classes
-            ),
         }
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+        return add_box_reg_and_weight(
+            self, cls_losses, proposal_boxes, gt_boxes, proposal_deltas, gt_classes
+        )
 
 
 def _seesaw_probs(logits: torch.Tensor) -> torch.Tensor:
