@@ -1,15 +1,18 @@
 """
 LDA: Long-tailed Distribution Adaptation (ACM MM 2021) for detectron2.
 
-Importing this package registers ``LDAROIHeads`` in detectron2's ``ROI_HEADS_REGISTRY`` and the
-embedded long-tailed LVIS-format dataset (plus any datasets named in ``LDA_EXTRA_DATASETS``).
+Layout: :mod:`projects_lda.modeling` is the method (LDA's box predictor, its losses, the peer
+methods, the ROI heads), :mod:`projects_lda.data` the datasets and class statistics.
+
+Importing this package registers ``LDAROIHeads`` and the peer methods' ROI heads in detectron2's
+``ROI_HEADS_REGISTRY`` and the embedded long-tailed LVIS-format dataset (plus any datasets named
+in ``LDA_EXTRA_DATASETS``).
 """
 from .config import add_lda_config, get_project_cfg
-from .lda_fast_rcnn import LDAFastRCNNOutputLayers, LDALogits
-from .roi_heads import LDAROIHeads
-from .class_freq import class_frequencies, class_frequencies_from_datasets
+from .modeling import LDAFastRCNNOutputLayers, LDALogits, LDAROIHeads  # registers the ROI heads
+from .modeling.peers import add_peers_config
+from .data.class_freq import class_frequencies, class_frequencies_from_datasets
 from . import data  # noqa: F401  (registers datasets)
-from .peers import add_peers_config  # registers the peer methods' ROI heads
 
 __all__ = [
     "add_lda_config",

@@ -57,7 +57,7 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.FG_LOSS_NORMALIZER = "proposals"
     # Which class frequencies n_k define P_u in Eq. 5: "sampled" = the distribution the model
     # sees (annotation counts times the repeat factors of RepeatFactorTrainingSampler, when that
-    # sampler is used) or "annotations" = raw instance counts. See projects_lda/class_freq.py.
+    # sampler is used) or "annotations" = raw instance counts. See projects_lda/data/class_freq.py.
     _C.MODEL.LDA.CLASS_FREQ_SOURCE = "sampled"
     # Projection head for the divergence losses (Eq. 7, 8): output dimension, and hidden width
     # of an optional two-layer MLP (0 = a single Linear layer, as in the paper's detector;
@@ -79,7 +79,7 @@ def add_lda_config(cfg):
 
 def get_project_cfg():
     """detectron2's default config with the keys of LDA and of the peer methods added."""
-    from .peers.config import add_peers_config
+    from .modeling.peers.config import add_peers_config
 
     cfg = get_cfg()
     add_lda_config(cfg)

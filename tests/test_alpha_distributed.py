@@ -2,7 +2,7 @@
 import pytest
 from conftest import run_gloo_workers
 
-from projects_lda.balance_factor import AccuracyWindow
+from projects_lda.modeling.balance_factor import AccuracyWindow
 
 # per rank, per mini-batch: (correct_unbalanced, correct_balanced, total)
 LOCAL = {

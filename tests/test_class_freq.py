@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from projects_lda.class_freq import class_frequencies
+from projects_lda.data.class_freq import class_frequencies
 
 DICTS = [
     {"file_name": "a.png", "annotations": [{"category_id": 0}, {"category_id": 0},

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from projects_lda.balance_factor import AccuracyWindow
-from projects_lda.lda_loss import (
+from projects_lda.modeling.balance_factor import AccuracyWindow
+from projects_lda.modeling.lda_loss import (
     balance_factor,
     weighted_cross_entropy,
     importance_weights,

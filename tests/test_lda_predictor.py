@@ -179,7 +179,7 @@ def test_checkpoint_round_trip_keeps_frequencies_and_window():
 
 
 def test_normed_linear_option_makes_three_cosine_classifiers():
-    from projects_lda.layers import NormedLinear
+    from projects_lda.modeling.layers import NormedLinear
 
     predictor = make_predictor(normed_linear=True, temperature=10.0)
     for layer in (predictor.fgbg_score, predictor.unbalanced_score, predictor.balanced_score):

@@ -25,7 +25,7 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 
 from projects_lda import LDAROIHeads, get_project_cfg
 from projects_lda.data import register_lvis_format
-from projects_lda.peers import (
+from projects_lda.modeling.peers import (
     BalancedSoftmaxFastRCNNOutputLayers,
     BalancedSoftmaxROIHeads,
     EQLv2FastRCNNOutputLayers,
@@ -38,7 +38,7 @@ from projects_lda.peers import (
     balanced_logit_adjustment,
     fed_loss_classes,
 )
-from projects_lda.peers.seesaw import seesaw_factors
+from projects_lda.modeling.peers.seesaw import seesaw_factors
 
 import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
 

@@ -73,5 +73,5 @@ def add_peers_config(cfg):
     # Which class frequencies n_j define the training prior: "sampled" = annotation counts
     # times the repeat factors of RepeatFactorTrainingSampler (the distribution the classifier
     # sees; equal to the counts with another sampler), "annotations" = raw instance counts
-    # (see projects_lda/class_freq.py). "sampled" avoids balancing twice under RFS.
+    # (see projects_lda/data/class_freq.py). "sampled" avoids balancing twice under RFS.
     _C.MODEL.PEERS.BALANCED_SOFTMAX.FREQ_SOURCE = "sampled"

@@ -15,7 +15,7 @@ from detectron2.utils.events import get_event_storage
 
 from .balance_factor import AccuracyWindow
 from .class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
-from .class_freq import frequency_provider
+from ..data.class_freq import frequency_provider
 from .common import parse_proposals
 from .layers import NormedLinear
 from .lda_loss import (

@@ -3,7 +3,7 @@ The loss terms of LDA (Long-tailed Distribution Adaptation, ACM MM 2021) as pure
 
 Notation (paper, Sec. 3): ``C`` foreground classes, ``n_k`` the training frequency of class k,
 ``N = sum_k n_k``. Every function here works on plain tensors and can be tested alone; the box
-predictor in :mod:`projects_lda.lda_fast_rcnn` wires them together.
+predictor in :mod:`projects_lda.modeling.lda_fast_rcnn` wires them together.
 """
 from typing import Optional
 
