@@ -35,7 +35,7 @@ def test_sampled_without_rfs_equals_annotations():
 
 
 def test_bad_inputs_are_named():
-    with pytest.raises(ValueError, match="CLASS_FREQ_SOURCE"):
+    with pytest.raises(ValueError, match="source must be one of.*'images'"):
         class_frequencies(DICTS, 3, source="images")
     with pytest.raises(ValueError, match="b.png.*category_id 7.*NUM_CLASSES=3"):
         class_frequencies(

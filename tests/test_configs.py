@@ -1,16 +1,24 @@
 """Every config loads and builds; config mistakes name the file and key."""
 import argparse
 import glob
+import inspect
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 
 from projects_lda import LDAFastRCNNOutputLayers, LDAROIHeads, get_project_cfg
+from projects_lda.modeling.peers import (
+    EQLv2FastRCNNOutputLayers,
+    FedLossFastRCNNOutputLayers,
+    SeesawFastRCNNOutputLayers,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,8 +38,80 @@ def load(path, *opts):
     return cfg
 
 
-def test_configs_found():
-    assert len(CONFIGS) >= 20  # 18 LVIS v1 (2 methods x 3 backbones x 3 schedules) + embedded
+PEER_METHODS = ("fedloss", "eqlv2", "seesaw", "balanced_softmax")
+EXPECTED_CONFIGS = {
+    # LVIS v1: baseline and LDA, 3 backbones x 3 schedules (paper Table 4)
+    *(f"configs/LVISv1/{m}mask_rcnn_{b}_FPN_{e}ep_lvisv1.yaml"
+      for m in ("", "lda_") for b in ("R_50", "R_101", "X_101_32x4d") for e in (12, 24, 36)),
+    # LDA with cosine classifiers and the peer methods, R-50 12 epochs
+    *(f"configs/LVISv1/{m}_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml"
+      for m in ("lda_cosine",) + PEER_METHODS),
+    # the embedded dataset on CPU: baseline, LDA, LDA cosine and the peers
+    *(f"configs/Embedded/{m}mask_rcnn_R_18_FPN_cpu_embedded.yaml"
+      for m in ("", "lda_", "lda_cosine_") + tuple(f"{p}_" for p in PEER_METHODS)),
+}
+
+
+def _bases(path):
+    """The files a config reaches through its _BASE_ chain."""
+    out = []
+    while True:
+        text = (ROOT / path).read_text()
+        m = re.search(r'^_BASE_:\s*"?([^"\n]+)"?', text, re.M)
+        if not m:
+            return out
+        path = os.path.relpath(os.path.normpath(ROOT / os.path.dirname(path) / m.group(1)), ROOT)
+        out.append(path)
+
+
+def test_configs_found_are_exactly_the_shipped_set_and_their_bases():
+    assert set(CONFIGS) == EXPECTED_CONFIGS
+    every_yaml = {
+        os.path.relpath(p, ROOT)
+        for p in glob.glob(str(ROOT / "configs" / "**" / "*.yaml"), recursive=True)
+    }
+    loaded = set(CONFIGS).union(*(_bases(c) for c in CONFIGS))
+    assert every_yaml == loaded  # no config file that no test loads
+
+
+@pytest.mark.parametrize(
+    "node", ["MODEL.LDA"] + [f"MODEL.PEERS.{m}" for m in get_project_cfg().MODEL.PEERS]
+)
+def test_every_method_config_key_has_a_comment(node):
+    source = "projects_lda/" + ("config.py" if node == "MODEL.LDA" else "modeling/peers/config.py")
+    lines = (ROOT / source).read_text().splitlines()
+    keys = get_project_cfg()
+    for part in node.split("."):
+        keys = keys[part]
+    assert len(keys) > 0
+    for key in keys:
+        where = [i for i, line in enumerate(lines) if line.strip().startswith(f"_C.{node}.{key} =")]
+        assert len(where) == 1, f"{node}.{key} is not assigned once in {source}"
+        i = where[0]
+        assert "#" in lines[i] or lines[i - 1].strip().startswith("#"), f"no comment on {node}.{key}"
+
+
+def _own_keyword_defaults(cls):
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {
+        p.name: p.default
+        for p in params
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "class_freq"
+    }
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [LDAFastRCNNOutputLayers, FedLossFastRCNNOutputLayers, EQLv2FastRCNNOutputLayers,
+     SeesawFastRCNNOutputLayers],
+    ids=lambda c: c.__name__,
+)
+def test_constructor_defaults_equal_config_defaults(cls):
+    defaults = _own_keyword_defaults(cls)
+    assert defaults and all(d is not inspect.Parameter.empty for d in defaults.values())
+    from_cfg = cls.from_config(get_project_cfg(), ShapeSpec(channels=8))
+    for name, default in defaults.items():
+        assert from_cfg[name] == default, (cls.__name__, name, default, from_cfg[name])
 
 
 @pytest.mark.parametrize("path", CONFIGS)

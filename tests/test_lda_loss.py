@@ -94,15 +94,6 @@ def test_inter_class_loss_by_hand():
     assert inter_class_loss(z, y, margin=1.0).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_inter_class_loss_class_weighted_by_hand():
-    # class weights w = [1, 1, 4]: pair weights w_j + w_k = 2 (0,1), 5 (0,2), 5 (1,2)
-    z, y = _three_class_features()
-    w = torch.tensor([1.0, 1.0, 4.0])
-    expected = (2 * (0.2 * 2 + 0.0 * 5 + 0.2 * 5)) / (2 * (2 + 5 + 5))
-    loss = inter_class_loss(z, y, margin=1.2, class_weights=w)
-    assert loss.item() == pytest.approx(expected, abs=1e-6)
-
-
 def test_inter_class_loss_one_class_or_empty_is_zero():
     z = torch.tensor([[1.0, 0.0], [2.0, 1.0]], requires_grad=True)
     loss = inter_class_loss(z, torch.tensor([4, 4]))
@@ -114,9 +105,8 @@ def test_inter_class_loss_one_class_or_empty_is_zero():
 
 
 def test_balance_factor_by_hand():
-    # acc_u = 0.8, acc_b = 0.5: alpha = 0.3 ** 1.5 (fraction) or 30 ** 1.5 (percent)
+    # acc_u = 0.8, acc_b = 0.5: alpha = 0.3 ** 1.5 (accuracies as fractions)
     assert balance_factor(8, 5, 10, 1.5) == pytest.approx(0.3**1.5)
-    assert balance_factor(8, 5, 10, 1.5, percent=True) == pytest.approx(30**1.5)
     assert balance_factor(5, 8, 10, 1.5) == 0.0  # clamped at zero
     assert balance_factor(0, 0, 0, 1.5) == 0.0  # empty window
 
@@ -135,10 +125,10 @@ def test_accuracy_window_slides():
 
 
 def test_accuracy_window_state_dict_round_trip():
-    a = AccuracyWindow(window=3, gamma=2.0, percent=True)
+    a = AccuracyWindow(window=3, gamma=2.0)
     for counts in [(3, 1, 4), (2, 2, 4), (4, 0, 4), (1, 1, 4)]:
         a.update(*counts)
-    b = AccuracyWindow(window=3, gamma=2.0, percent=True)
+    b = AccuracyWindow(window=3, gamma=2.0)
     b.load_state_dict(a.state_dict())
     assert b.alpha() == pytest.approx(a.alpha())
     assert int(b.position) == 4

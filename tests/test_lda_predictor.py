@@ -44,11 +44,8 @@ def set_constant(predictor, fgbg=(0.0, 0.0), unbalanced=(0.0,) * C, balanced=(0.
         predictor.bbox_pred.bias.zero_()
 
 
-@pytest.mark.parametrize("normalizer,denominator", [("proposals", 4), ("foreground", 3)])
-def test_losses_by_hand_fixed_alpha(normalizer, denominator):
-    predictor = make_predictor(
-        alpha_mode="fixed", fixed_alpha=1.0, divergence_weight=0.1, fg_loss_normalizer=normalizer
-    )
+def test_losses_by_hand_fixed_alpha():
+    predictor = make_predictor(fixed_alpha=1.0, divergence_weight=0.1, balanced_loss_factor=1.0)
     set_constant(predictor)
     losses = run_losses(predictor, [0, 1, 1, C])  # three foreground, one background
     assert set(losses) == {
@@ -60,30 +57,47 @@ def test_losses_by_hand_fixed_alpha(normalizer, denominator):
         "loss_box_reg",
     }
     assert losses["loss_fgbg"].item() == pytest.approx(math.log(2), abs=1e-6)
-    # foreground losses: sums over the 3 foreground proposals / (all 4 proposals or 3 fg)
-    expected_unbalanced = 3 * math.log(3) / denominator
+    # foreground losses: sums over the 3 foreground proposals / all 4 sampled proposals
+    expected_unbalanced = 3 * math.log(3) / 4
     assert losses["loss_cls_unbalanced"].item() == pytest.approx(expected_unbalanced, abs=1e-6)
-    expected_balanced = (BETA[0] + 2 * BETA[1]) * math.log(3) / denominator
+    expected_balanced = (BETA[0] + 2 * BETA[1]) * math.log(3) / 4
     assert losses["loss_cls_balanced"].item() == pytest.approx(expected_balanced, abs=1e-6)
     # identical projections: intra distance 0; identical centres: hinge m - 0 = 1, times lambda
     assert losses["loss_intra"].item() == pytest.approx(0.0, abs=1e-6)
     assert losses["loss_inter"].item() == pytest.approx(0.1, abs=1e-6)
     assert losses["loss_box_reg"].item() == pytest.approx(0.0, abs=1e-6)
+    # BALANCED_LOSS_FACTOR multiplies alpha * L_b
+    predictor.balanced_loss_factor = 5.0
+    scaled = run_losses(predictor, [0, 1, 1, C])["loss_cls_balanced"].item()
+    assert scaled == pytest.approx(5 * expected_balanced, abs=1e-6)
 
 
-def test_released_code_sum_form_by_hand():
-    # BALANCED_LOSS_NORM "sum": sum_i CE_i / (C' n_k), no denominator; N = 10
-    predictor = make_predictor(alpha_mode="fixed", balanced_loss_norm="sum")
+def test_divergence_losses_use_the_foreground_projections_only():
+    # projected features z = the first 2 input dims: class 0 -> (1, 0); class 1 -> (1, 0), (0, 1);
+    # two background proposals -> (-1, 0). Only the 3 foreground ones enter Eq. 7 and Eq. 8.
+    predictor = make_predictor(fixed_alpha=1.0, divergence_weight=0.1, proj_dim=2)
     set_constant(predictor)
-    losses = run_losses(predictor, [0, 1, 1, C])
-    expected = (1 / (3 * 6) + 2 / (3 * 3)) * math.log(3)
-    assert losses["loss_cls_balanced"].item() == pytest.approx(expected, abs=1e-6)
+    with torch.no_grad():
+        predictor.projection.weight.copy_(torch.eye(2, 8))
+        predictor.projection.bias.zero_()
+    x = torch.zeros(5, 8)
+    x[:, :2] = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [-1.0, 0.0]])
+    with EventStorage():
+        losses = predictor.losses(predictor(x), make_proposals([0, 1, 1, C, C]))
+    # Eq. 7: class 1's centre (0.5, 0.5) is at cosine distance 1 - 1/sqrt(2) from both its samples;
+    # class 0 has one sample (no intra term). With the background as a class: half of that.
+    r = 1 / math.sqrt(2)
+    assert losses["loss_intra"].item() == pytest.approx(0.1 * (1 - r), rel=1e-6)
+    # Eq. 8: centres (1, 0), (0.5, 0.5): cos = 1/sqrt(2), hinge 1 - (1 - 1/sqrt(2)) on both
+    # ordered pairs. With the background centre (-1, 0) among them: 2 of 6 pairs non-zero.
+    assert losses["loss_inter"].item() == pytest.approx(0.1 * r, rel=1e-6)
 
 
 def test_adaptive_alpha_by_hand():
     predictor = make_predictor(gamma=1.5, balanced_loss_factor=2.0)
+    assert predictor.fixed_alpha < 0  # the default: alpha from Eq. 6
     # g_u predicts class 1, g_b predicts class 0; labels 0, 1, 1: acc_u = 2/3, acc_b = 1/3
-    set_constant(predictor, unbalanced=(0.0, 5.0, 0.0), balanced=(5.0, 0.0, 0.0))
+    set_constant(predictor, fgbg=(2.0, 0.0), unbalanced=(0.0, 5.0, 0.0), balanced=(5.0, 0.0, 0.0))
     with EventStorage() as storage:
         torch.manual_seed(0)
         losses = predictor.losses(predictor(torch.rand(3, 8)), make_proposals([0, 1, 1]))
@@ -91,11 +105,21 @@ def test_adaptive_alpha_by_hand():
         assert storage.history("lda/alpha").latest() == pytest.approx(alpha)
         assert storage.history("lda/acc_unbalanced").latest() == pytest.approx(2 / 3)
         assert storage.history("lda/acc_balanced").latest() == pytest.approx(1 / 3)
+        # detectron2's metrics from the test-time score p_fg * p_b: class 0 for every proposal
+        assert storage.history("fast_rcnn/cls_accuracy").latest() == pytest.approx(1 / 3)
+        assert storage.history("fast_rcnn/false_negative").latest() == 0.0
     ce0 = -math.log(math.exp(5) / (math.exp(5) + 2))
     ce1 = -math.log(1 / (math.exp(5) + 2))
     expected = 2.0 * alpha * (BETA[0] * ce0 + 2 * BETA[1] * ce1) / 3
     assert losses["loss_cls_balanced"].item() == pytest.approx(expected, rel=1e-5)
-    assert not losses["loss_cls_balanced"].grad_fn is None  # gradient to g_b, not to alpha
+    # alpha is a constant of the step: L_b's gradient reaches g_b only (not g_u, whose accuracy
+    # alpha is measured from), and on g_b's bias it is 2 alpha / 3 * sum_i beta_i (p_i - e_y_i)
+    losses["loss_cls_balanced"].backward()
+    for other in (predictor.unbalanced_score, predictor.fgbg_score, predictor.projection):
+        assert other.weight.grad is None and other.bias.grad is None
+    p = torch.softmax(torch.tensor([5.0, 0.0, 0.0]), dim=0)
+    grad = BETA[0] * (p - torch.tensor([1.0, 0, 0])) + 2 * BETA[1] * (p - torch.tensor([0, 1.0, 0]))
+    assert torch.allclose(predictor.balanced_score.bias.grad, 2.0 * alpha / 3 * grad, atol=1e-6)
 
 
 def test_predict_probs_is_pfg_times_pbalanced():
@@ -134,10 +158,19 @@ def test_empty_batches_finite_and_every_parameter_gets_a_gradient(gt_classes):
     assert_finite_and_every_parameter_gets_a_gradient(predictor, run_losses(predictor, gt_classes))
 
 
-def test_class_with_no_training_sample_gives_finite_losses():
-    predictor = make_predictor(class_freq=torch.tensor([5.0, 0.0, 2.0]), alpha_mode="fixed")
+def test_class_with_no_training_sample_gets_weight_zero_and_finite_losses():
+    # n = (5, 0, 2): C' = 2 classes with samples, N = 7, beta = N / (C' n_k) = (0.7, 0, 1.75)
+    predictor = make_predictor(
+        class_freq=torch.tensor([5.0, 0.0, 2.0]), fixed_alpha=1.0, balanced_loss_factor=1.0
+    )
+    set_constant(predictor)
     losses = run_losses(predictor, [0, 2, 2, C])
     assert all(torch.isfinite(v) for v in losses.values())
+    expected = (0.7 + 2 * 1.75) * math.log(3) / 4
+    assert losses["loss_cls_balanced"].item() == pytest.approx(expected, rel=1e-6)
+    # a sample labelled with the class without training samples adds nothing to L_b
+    zero = run_losses(predictor, [1, 1, C])
+    assert zero["loss_cls_balanced"].item() == 0.0
 
 
 def test_frequencies_missing_or_wrong():
@@ -146,8 +179,8 @@ def test_frequencies_missing_or_wrong():
         run_losses(predictor, [0, 1])
     with pytest.raises(ValueError, match="NUM_CLASSES=3"):
         make_predictor(class_freq=torch.ones(5))
-    with pytest.raises(ValueError, match="MODEL.LDA.ALPHA_MODE"):
-        make_predictor(alpha_mode="sometimes")
+    with pytest.raises(ValueError, match="all zero"):
+        make_predictor(class_freq=torch.zeros(3))
 
 
 def test_frequency_callable_is_called_once_lazily():

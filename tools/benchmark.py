@@ -47,16 +47,16 @@ METHODS = {
                    ["MODEL.LDA.LAMBDA", "0.0"]),
     # ... a fixed alpha instead of the self-adaptive one ...
     "lda_fixed_alpha": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
-                        ["MODEL.LDA.ALPHA_MODE", "fixed", "MODEL.LDA.FIXED_ALPHA", "1.0"]),
+                        ["MODEL.LDA.FIXED_ALPHA", "1.0"]),
     # ... and at the adaptive alpha's mean over training (0.12 on seed 0; 0.09-0.12 over 3 seeds)
     "lda_fixed_alpha_mean": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
-                             ["MODEL.LDA.ALPHA_MODE", "fixed", "MODEL.LDA.FIXED_ALPHA", "0.12"]),
+                             ["MODEL.LDA.FIXED_ALPHA", "0.12"]),
     # LDA with cosine classifiers (MODEL.LDA.NORMED_LINEAR; not in the paper)
     "lda_cosine": (f"{EMBEDDED}/lda_cosine_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
     # ... and the balanced classifier alone ("Ours-b"): no L_u, no divergence, alpha = 1
     "lda_b": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
               ["MODEL.LDA.LOSS_WEIGHT_UNBALANCED", "0.0", "MODEL.LDA.LAMBDA", "0.0",
-               "MODEL.LDA.ALPHA_MODE", "fixed", "MODEL.LDA.FIXED_ALPHA", "1.0"]),
+               "MODEL.LDA.FIXED_ALPHA", "1.0"]),
     # peer long-tail methods (projects_lda/modeling/peers), same detector, data, sampler and schedule
     "fedloss": (f"{EMBEDDED}/fedloss_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
     "eqlv2": (f"{EMBEDDED}/eqlv2_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),

@@ -1,7 +1,12 @@
 """
-Class frequencies ``n_k`` for the importance weights of Eq. 5, from detectron2 dataset dicts.
+Training class statistics from detectron2 dataset dicts: the instance frequencies ``n_k`` of
+LDA's importance weights (Eq. 5) and of balanced softmax's prior, and the per-class image counts
+of the federated loss; with lazy providers that compute them at the first training step (never
+with ``--eval-only``: the values then travel in the checkpoint, see
+:mod:`projects_lda.modeling.class_freq_buffer`).
 
-Two definitions are offered (``MODEL.LDA.CLASS_FREQ_SOURCE``):
+Two definitions of instance frequencies (``source``; LDA uses ``"sampled"``, balanced softmax
+``MODEL.PEERS.BALANCED_SOFTMAX.FREQ_SOURCE``):
 
 * ``"sampled"`` (default): the expected number of instances of each class *that the model sees*
   per pass over the data. With ``RepeatFactorTrainingSampler`` an image with repeat factor r(I) is
@@ -29,6 +34,11 @@ __all__ = [
 ]
 
 FREQ_SOURCES = ("sampled", "annotations")
+
+
+def _check_source(source: str, key: str = "class frequency source") -> None:
+    if source not in FREQ_SOURCES:
+        raise ValueError(f"{key} must be one of {FREQ_SOURCES}, got {source!r}")
 
 
 def _classes_of(record, index: int, num_classes: int):
@@ -63,8 +73,7 @@ def class_frequencies(
     Returns:
         (C,) float32 tensor of frequencies (zero for classes with no training sample).
     """
-    if source not in FREQ_SOURCES:
-        raise ValueError(f"MODEL.LDA.CLASS_FREQ_SOURCE must be one of {FREQ_SOURCES}, got {source!r}")
+    _check_source(source)
     if source == "sampled" and repeat_thresh > 0:
         repeats = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
             dataset_dicts, repeat_thresh
@@ -112,15 +121,19 @@ def class_frequencies_from_datasets(
     return class_frequencies(dicts, num_classes, source=source, repeat_thresh=repeat_thresh)
 
 
-def frequency_provider(cfg, source: str = None) -> Callable[[], torch.Tensor]:
+def frequency_provider(
+    cfg, source: str = "sampled", key: str = "class frequency source"
+) -> Callable[[], torch.Tensor]:
     """
-    A callable computing the instance frequencies of ``cfg.DATASETS.TRAIN`` when first needed;
-    ``source`` defaults to ``cfg.MODEL.LDA.CLASS_FREQ_SOURCE``.
+    A callable computing the instance frequencies of ``cfg.DATASETS.TRAIN`` when first needed:
+    ``source`` is ``"sampled"`` (annotation counts times the repeat factors of
+    RepeatFactorTrainingSampler, when that sampler is used) or ``"annotations"`` (raw counts),
+    checked now; ``key`` names the config key that set it in the error.
     """
+    _check_source(source, key)
     sampled_rfs = cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
     names = list(cfg.DATASETS.TRAIN)
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    source = source or cfg.MODEL.LDA.CLASS_FREQ_SOURCE
     thresh = cfg.DATALOADER.REPEAT_THRESHOLD if sampled_rfs else 0.0
     filter_empty = cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
 

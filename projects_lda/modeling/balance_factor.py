@@ -20,12 +20,11 @@ class AccuracyWindow(nn.Module):
     same window and computes the same alpha (reducing the counts, not the ratios).
     """
 
-    def __init__(self, window: int, gamma: float, percent: bool = False):
+    def __init__(self, window: int, gamma: float):
         super().__init__()
         if window < 1:
             raise ValueError(f"MODEL.LDA.WINDOW must be >= 1, got {window}")
         self.gamma = gamma
-        self.percent = percent
         # counts[i] = (correct_unbalanced, correct_balanced, total) of one mini-batch
         self.register_buffer("counts", torch.zeros(window, 3, dtype=torch.float64))
         self.register_buffer("position", torch.zeros((), dtype=torch.long))
@@ -56,4 +55,4 @@ class AccuracyWindow(nn.Module):
     def alpha(self) -> float:
         """Eq. 6 over the window; a python float, so it carries no gradient."""
         cu, cb, total = self.counts.sum(dim=0).tolist()
-        return balance_factor(cu, cb, total, self.gamma, percent=self.percent)
+        return balance_factor(cu, cb, total, self.gamma)

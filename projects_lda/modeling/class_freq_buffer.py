@@ -31,13 +31,16 @@ __all__ = ["ClassFreqBufferMixin", "validate_class_freq", "ClassFreqSpec"]
 ClassFreqSpec = Union[torch.Tensor, Callable[[], torch.Tensor], None]
 
 
-def validate_class_freq(class_freq, num_classes: int, what: str = "class frequencies"):
+def validate_class_freq(
+    class_freq, num_classes: Optional[int] = None, what: str = "class frequencies"
+) -> torch.Tensor:
     """
-    Returns ``class_freq`` as a flat float32 tensor after checking it: ``num_classes`` entries,
-    all finite and >= 0, at least one > 0. Raises ``ValueError`` naming the problem otherwise.
+    The one check of class statistics in this project: returns ``class_freq`` as a flat float32
+    tensor after checking it has ``num_classes`` entries (any number when None), all finite and
+    >= 0, at least one > 0. Raises ``ValueError`` naming the problem otherwise.
     """
     freq = torch.as_tensor(class_freq, dtype=torch.float32).detach().flatten()
-    if freq.numel() != num_classes:
+    if num_classes is not None and freq.numel() != num_classes:
         raise ValueError(
             f"{what} have {freq.numel()} entries but the model has "
             f"MODEL.ROI_HEADS.NUM_CLASSES={num_classes}"

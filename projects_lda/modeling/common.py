@@ -1,12 +1,20 @@
 """Helpers shared by the box predictors (LDA and the peer methods)."""
-from typing import List, Tuple
+import math
+from typing import Dict, List, Tuple
 
 import torch
 
 from detectron2.layers import cat
 from detectron2.structures import Instances
+from detectron2.utils.events import get_event_storage
 
-__all__ = ["parse_proposals", "all_reduce_sum"]
+__all__ = [
+    "parse_proposals",
+    "all_reduce_sum",
+    "put_scalars",
+    "log_classification_stats",
+    "prior_bias",
+]
 
 
 def parse_proposals(
@@ -40,3 +48,43 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
         t = t.clone()
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def put_scalars(**scalars: float) -> None:
+    """Writes scalars to the event storage; does nothing outside a training loop (unit tests)."""
+    try:
+        storage = get_event_storage()
+    except AssertionError:
+        return
+    for name, value in scalars.items():
+        storage.put_scalar(name, float(value))
+
+
+@torch.no_grad()
+def log_classification_stats(probs: torch.Tensor, gt_classes: torch.Tensor) -> None:
+    """
+    detectron2's ``fast_rcnn/cls_accuracy``, ``fg_cls_accuracy`` and ``false_negative``, from the
+    (R, C + 1) scores that inference would use (background last), so every predictor reports
+    the same metrics whatever its activation.
+    """
+    n = gt_classes.numel()
+    if n == 0:
+        return
+    bg = probs.shape[1] - 1
+    pred = probs.argmax(dim=1)
+    fg = (gt_classes >= 0) & (gt_classes < bg)
+    num_fg = int(fg.sum())
+    stats: Dict[str, float] = {
+        "fast_rcnn/cls_accuracy": (pred == gt_classes).sum().item() / n,
+    }
+    if num_fg > 0:
+        stats["fast_rcnn/fg_cls_accuracy"] = (pred[fg] == gt_classes[fg]).sum().item() / num_fg
+        stats["fast_rcnn/false_negative"] = (pred[fg] == bg).sum().item() / num_fg
+    put_scalars(**stats)
+
+
+def prior_bias(prior_prob: float) -> float:
+    """The logit ``log(p / (1 - p))``: the bias that makes a sigmoid output ``p`` initially."""
+    if not 0.0 < prior_prob < 1.0:
+        raise ValueError(f"PRIOR_PROB must be in (0, 1), got {prior_prob}")
+    return math.log(prior_prob / (1.0 - prior_prob))

@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
+from .class_freq_buffer import validate_class_freq
+
 __all__ = [
     "importance_weights",
     "weighted_cross_entropy",
@@ -35,13 +37,9 @@ def importance_weights(class_freq: torch.Tensor) -> torch.Tensor:
     Returns:
         (C,) float tensor of weights.
     """
-    freq = class_freq.to(dtype=torch.float32)
-    if (freq < 0).any() or not torch.isfinite(freq).all():
-        raise ValueError(f"class frequencies must be finite and >= 0, got {freq.tolist()[:10]}...")
+    freq = validate_class_freq(class_freq)
     present = freq > 0
     num_present = int(present.sum())
-    if num_present == 0:
-        raise ValueError("class frequencies are all zero: no class has a training sample")
     total = freq.sum()
     safe = torch.where(present, freq, torch.ones_like(freq))
     return torch.where(present, total / (num_present * safe), torch.zeros_like(freq))
@@ -63,8 +61,8 @@ def weighted_cross_entropy(
         labels: (n,) labels in ``[0, C)``.
         weights: (C,) per-class weights, e.g. ``beta(k)`` from :func:`importance_weights`.
         normalizer: divides the weighted sum. None: the number of samples n (the paper's
-            ``1/n sum_i beta(y_i) CE_i``); the released classification code uses 1 (a plain sum)
-            with weights ``1 / (C n_k)``; the detector uses the number of sampled proposals.
+            ``1/n sum_i beta(y_i) CE_i``); the detector uses the number of sampled proposals
+            (docs/design.md).
     Returns:
         scalar; 0 (connected to ``logits``) when there is no sample.
     """
@@ -114,16 +112,11 @@ def inter_class_loss(
     features: torch.Tensor,
     labels: torch.Tensor,
     margin: float = 1.0,
-    class_weights: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """
-    Eq. 8, inter-class distance: hinge ``max(0, m - (1 - cos(mu_j, mu_k)))`` over the ordered pairs
-    ``j != k`` of classes present in the batch.
-
-    Args:
-        class_weights: None for the plain mean over the ``c (c - 1)`` pairs (released code's
-            default), or the (C,) weights ``w`` of Eq. 5: pair ``(j, k)`` is weighted by
-            ``w_j + w_k`` and the sum normalised by the sum of those weights (the paper's form).
+    Eq. 8, inter-class distance: hinge ``max(0, m - (1 - cos(mu_j, mu_k)))``, the plain mean over
+    the ``c (c - 1)`` ordered pairs ``j != k`` of classes present in the batch (the released
+    code's form; the paper's text weights the pairs, see docs/design.md).
     Returns 0 (connected to ``features``) with fewer than 2 classes.
     """
     zero = features.sum() * 0.0
@@ -137,11 +130,7 @@ def inter_class_loss(
     cos = normed @ normed.t()
     hinge = (margin - (1.0 - cos)).clamp(min=0)
     off_diag = ~torch.eye(c, dtype=torch.bool, device=features.device)
-    if class_weights is None:
-        return hinge[off_diag].mean() + zero
-    w = class_weights.to(features.dtype)[classes]
-    pair_w = (w.unsqueeze(1) + w.unsqueeze(0))[off_diag]
-    return (hinge[off_diag] * pair_w).sum() / pair_w.sum().clamp(min=1e-12) + zero
+    return hinge[off_diag].mean() + zero
 
 
 def balance_factor(
@@ -149,16 +138,14 @@ def balance_factor(
     correct_balanced: float,
     total: float,
     gamma: float,
-    percent: bool = False,
 ) -> float:
     """
     Eq. 6, the self-adaptive balance factor ``alpha = max(0, acc_u - acc_b) ** gamma``.
 
-    Accuracies are ``correct / total`` over the window; with ``percent=True`` they are in percent
-    (0-100) as in the released code, so alpha is in percent**gamma. Returns 0.0 when ``total`` is 0.
+    Accuracies are fractions ``correct / total`` over the window (the released code uses percent,
+    see docs/design.md). Returns 0.0 when ``total`` is 0.
     """
     if total <= 0:
         return 0.0
-    scale = 100.0 if percent else 1.0
-    gap = scale * (correct_unbalanced - correct_balanced) / total
+    gap = (correct_unbalanced - correct_balanced) / total
     return max(0.0, gap) ** gamma

@@ -18,7 +18,7 @@ docstring cites its paper and gives the equations followed and the choices made.
 from .config import add_peers_config
 from .fed_loss import FedLossFastRCNNOutputLayers, fed_loss_classes
 from .eqlv2 import EQLv2FastRCNNOutputLayers
-from .seesaw import NormedLinear, SeesawFastRCNNOutputLayers
+from .seesaw import SeesawFastRCNNOutputLayers
 from .balanced_softmax import BalancedSoftmaxFastRCNNOutputLayers, balanced_logit_adjustment
 from .roi_heads import (
     BalancedSoftmaxROIHeads,
@@ -32,7 +32,6 @@ __all__ = [
     "FedLossFastRCNNOutputLayers",
     "fed_loss_classes",
     "EQLv2FastRCNNOutputLayers",
-    "NormedLinear",
     "SeesawFastRCNNOutputLayers",
     "BalancedSoftmaxFastRCNNOutputLayers",
     "balanced_logit_adjustment",

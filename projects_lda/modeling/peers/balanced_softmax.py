@@ -44,11 +44,10 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cross_entropy
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
-from ..class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
-from .common import add_box_reg_and_weight, log_classification_stats, parse_proposals
-from .frequencies import instance_frequency_provider
+from ...data.class_freq import frequency_provider
+from ..class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec, validate_class_freq
+from ..output_layers import LongTailOutputLayers
 
 __all__ = ["balanced_logit_adjustment", "BalancedSoftmaxFastRCNNOutputLayers"]
 
@@ -58,20 +57,18 @@ def balanced_logit_adjustment(class_freq: torch.Tensor) -> torch.Tensor:
     (C + 1,) offsets added to the logits in training: ``log(C n_j / sum_k n_k)`` for the C
     classes (zero counts replaced by the smallest positive count), then 0 for background.
     """
-    n = class_freq.to(torch.float32)
+    n = validate_class_freq(class_freq)
     positive = n > 0
-    if not positive.any():
-        raise ValueError("class frequencies are all zero: no class has a training sample")
     n = torch.where(positive, n, n[positive].min())
     adjust = torch.log(n * n.numel() / n.sum())
     return torch.cat([adjust, adjust.new_zeros(1)])
 
 
-class BalancedSoftmaxFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
+class BalancedSoftmaxFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
     """
     detectron2's (C + 1)-way softmax predictor trained with balanced softmax (see the module
-    docstring). ``forward``, :meth:`predict_probs` and :meth:`inference` are the parent's (plain
-    logits at test time); losses are ``loss_cls`` and ``loss_box_reg``.
+    docstring). ``forward`` and :meth:`inference` are the parent's, test-time scores the softmax
+    of the plain logits; losses are ``loss_cls`` and ``loss_box_reg``.
     """
 
     class_freq_description = "balanced-softmax class frequencies"
@@ -93,7 +90,7 @@ class BalancedSoftmaxFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLa
         source = cfg.MODEL.PEERS.BALANCED_SOFTMAX.FREQ_SOURCE
         # computed from cfg.DATASETS.TRAIN at the first training step, unless a checkpoint
         # already provided them
-        ret["class_freq"] = instance_frequency_provider(
+        ret["class_freq"] = frequency_provider(
             cfg, source, "MODEL.PEERS.BALANCED_SOFTMAX.FREQ_SOURCE"
         )
         return ret
@@ -102,15 +99,10 @@ class BalancedSoftmaxFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLa
         """(C + 1,) training offsets, see :func:`balanced_logit_adjustment`."""
         return balanced_logit_adjustment(self.get_class_freq())
 
-    def losses(self, predictions, proposals):
-        scores, proposal_deltas = predictions
-        gt_classes, proposal_boxes, gt_boxes = parse_proposals(proposals, proposal_deltas.device)
+    def class_probs(self, scores: torch.Tensor) -> torch.Tensor:
+        """(R, C + 1) softmax of the plain logits, as the parent's ``predict_probs``."""
+        return F.softmax(scores, dim=-1)
+
+    def classification_losses(self, scores, gt_classes):
         adjusted = scores + self.logit_adjustment().to(scores.dtype)
-        with torch.no_grad():  # metrics of the test-time classifier: plain logits
-            log_classification_stats(F.softmax(scores, dim=1), gt_classes)
-        cls_losses = {
-            "loss_cls": cross_entropy(adjusted, gt_classes, reduction="mean"),
-        }
-        return add_box_reg_and_weight(
-            self, cls_losses, proposal_boxes, gt_boxes, proposal_deltas, gt_classes
-        )
+        return {"loss_cls": cross_entropy(adjusted, gt_classes, reduction="mean")}

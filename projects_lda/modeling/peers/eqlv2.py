@@ -39,16 +39,9 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
-from .common import (
-    add_box_reg_and_weight,
-    all_reduce_sum,
-    log_classification_stats,
-    parse_proposals,
-    prior_bias,
-    put_scalars,
-)
+from ..common import all_reduce_sum, prior_bias, put_scalars
+from ..output_layers import LongTailOutputLayers
 
 __all__ = ["eqlv2_map", "EQLv2FastRCNNOutputLayers"]
 
@@ -60,7 +53,7 @@ def eqlv2_map(g: torch.Tensor, gamma: float, mu: float) -> torch.Tensor:
     return torch.sigmoid(gamma * (g - mu))
 
 
-class EQLv2FastRCNNOutputLayers(FastRCNNOutputLayers):
+class EQLv2FastRCNNOutputLayers(LongTailOutputLayers):
     """
     Fast R-CNN outputs with C class sigmoids plus a background sigmoid, trained with EQLv2 (see
     the module docstring). ``forward`` returns ``(logits (R, C + 1), proposal_deltas)``; losses
@@ -143,15 +136,14 @@ class EQLv2FastRCNNOutputLayers(FastRCNNOutputLayers):
         self.grad_steps += 1
 
     # ---------------------------------------------------------------------------- outputs
-    def predict_probs(self, predictions, proposals):
-        """Per image (R_i, C + 1): ``sigmoid(z_c) (1 - sigmoid(z_bg))``, then ``sigmoid(z_bg)``."""
-        logits, _ = predictions
-        return _eqlv2_probs(logits).split([len(p) for p in proposals], dim=0)
+    def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """(R, C + 1): ``sigmoid(z_c) (1 - sigmoid(z_bg))``, then ``sigmoid(z_bg)``."""
+        p = torch.sigmoid(logits)
+        bg = p[:, -1:]
+        return torch.cat([p[:, :-1] * (1 - bg), bg], dim=1)
 
-    def losses(self, predictions, proposals):
-        logits, proposal_deltas = predictions
+    def classification_losses(self, logits, gt_classes):
         C = self.num_classes
-        gt_classes, proposal_boxes, gt_boxes = parse_proposals(proposals, proposal_deltas.device)
         R = gt_classes.numel()
         valid = (gt_classes >= 0) & (gt_classes <= C)  # C = background target (last column)
         target = torch.zeros_like(logits)
@@ -166,20 +158,7 @@ class EQLv2FastRCNNOutputLayers(FastRCNNOutputLayers):
         loss_cls = (bce * weight).sum() / max(R, 1)
 
         self.accumulate(logits.detach(), target, weight)
-        with torch.no_grad():
-            log_classification_stats(_eqlv2_probs(logits), gt_classes)
         put_scalars(
             **{"eqlv2/pos_weight_mean": q.mean().item(), "eqlv2/neg_weight_mean": r.mean().item()}
         )
-        cls_losses = {
-            "loss_cls": loss_cls,
-        }
-        return add_box_reg_and_weight(
-            self, cls_losses, proposal_boxes, gt_boxes, proposal_deltas, gt_classes
-        )
-
-
-def _eqlv2_probs(logits: torch.Tensor) -> torch.Tensor:
-    p = torch.sigmoid(logits)
-    bg = p[:, -1:]
-    return torch.cat([p[:, :-1] * (1 - bg), bg], dim=1)
+        return {"loss_cls": loss_cls}

@@ -45,18 +45,12 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
+from ...data.class_freq import image_count_provider
 from ..class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
+from ..common import prior_bias, put_scalars
 from ..layers import make_classifier
-from .common import (
-    add_box_reg_and_weight,
-    log_classification_stats,
-    parse_proposals,
-    prior_bias,
-    put_scalars,
-)
-from .frequencies import image_count_provider
+from ..output_layers import LongTailOutputLayers
 
 __all__ = ["fed_loss_classes", "FedLossFastRCNNOutputLayers"]
 
@@ -97,7 +91,7 @@ def fed_loss_classes(
     return torch.cat([positives, negatives.to(positives.device)])
 
 
-class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
+class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
     """
     Fast R-CNN outputs with a C-way sigmoid classifier trained with the federated loss (see the
     module docstring). ``forward`` returns ``(logits (R, C), proposal_deltas)``; losses are
@@ -157,15 +151,14 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
         """(C,) ``image_count ** FREQ_WEIGHT_POWER`` (0 for classes with no image)."""
         return self.get_class_freq().pow(self.freq_weight_power)
 
-    def predict_probs(self, predictions, proposals):
-        """Per image (R_i, C + 1): ``sigmoid(z_c)``, then ``prod_c (1 - sigmoid(z_c))``."""
-        logits, _ = predictions
-        return _sigmoid_probs_with_none(logits).split([len(p) for p in proposals], dim=0)
+    def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """(R, C + 1): ``sigmoid(z_c)``, then ``prod_c (1 - sigmoid(z_c))``."""
+        # log(1 - sigmoid(z)) = -softplus(z): the "no class" column without underflow for large C
+        none = torch.exp(-F.softplus(logits).sum(dim=1, keepdim=True))
+        return torch.cat([torch.sigmoid(logits), none], dim=1)
 
-    def losses(self, predictions, proposals):
-        logits, proposal_deltas = predictions
+    def classification_losses(self, logits, gt_classes):
         C = self.num_classes
-        gt_classes, proposal_boxes, gt_boxes = parse_proposals(proposals, proposal_deltas.device)
         fg = (gt_classes >= 0) & (gt_classes < C)
         target = torch.zeros_like(logits)
         target[fg.nonzero().squeeze(1), gt_classes[fg]] = 1
@@ -178,18 +171,5 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, FastRCNNOutputLayers):
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         loss_cls = (bce * mask).sum() / max(gt_classes.numel(), 1)
 
-        with torch.no_grad():
-            log_classification_stats(_sigmoid_probs_with_none(logits), gt_classes)
         put_scalars(**{"fed_loss/num_classes": classes.numel()})
-        cls_losses = {
-            "loss_cls": loss_cls,
-        }
-        return add_box_reg_and_weight(
-            self, cls_losses, proposal_boxes, gt_boxes, proposal_deltas, gt_classes
-        )
-
-
-def _sigmoid_probs_with_none(logits: torch.Tensor) -> torch.Tensor:
-    # log(1 - sigmoid(z)) = -softplus(z): the "no class" column without underflow for large C
-    none = torch.exp(-F.softplus(logits).sum(dim=1, keepdim=True))
-    return torch.cat([torch.sigmoid(logits), none], dim=1)
+        return {"loss_cls": loss_cls}

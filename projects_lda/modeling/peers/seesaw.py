@@ -43,18 +43,12 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
-from ..layers import NormedLinear, make_classifier
-from .common import (
-    add_box_reg_and_weight,
-    all_reduce_sum,
-    log_classification_stats,
-    parse_proposals,
-    put_scalars,
-)
+from ..common import all_reduce_sum
+from ..layers import make_classifier
+from ..output_layers import LongTailOutputLayers, fgbg_loss, fgbg_probs, log_fgbg_accuracy
 
-__all__ = ["NormedLinear", "seesaw_factors", "seesaw_cross_entropy", "SeesawFastRCNNOutputLayers"]
+__all__ = ["seesaw_factors", "seesaw_cross_entropy", "SeesawFastRCNNOutputLayers"]
 
 
 def seesaw_factors(
@@ -97,7 +91,7 @@ def seesaw_cross_entropy(logits, labels, cum_samples, p, q, eps) -> torch.Tensor
     return F.cross_entropy(logits + S.log(), labels, reduction="none")
 
 
-class SeesawFastRCNNOutputLayers(FastRCNNOutputLayers):
+class SeesawFastRCNNOutputLayers(LongTailOutputLayers):
     """
     Fast R-CNN outputs with a C-way seesaw classifier and a 2-way objectness classifier (see the
     module docstring). ``forward`` returns ``(logits (R, C + 2), proposal_deltas)``; losses are
@@ -153,15 +147,13 @@ class SeesawFastRCNNOutputLayers(FastRCNNOutputLayers):
         counts = torch.bincount(fg_labels, minlength=self.num_classes).to(self.cum_samples)
         self.cum_samples += all_reduce_sum(counts)
 
-    def predict_probs(self, predictions, proposals):
-        """Per image (R_i, C + 1): ``softmax(z)_c * P(fg)``, then ``P(bg)``."""
-        logits, _ = predictions
-        return _seesaw_probs(logits).split([len(p) for p in proposals], dim=0)
-
-    def losses(self, predictions, proposals):
-        logits, proposal_deltas = predictions
+    def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """(R, C + 1): ``softmax(z)_c * P(fg)``, then ``P(bg)`` (the FgBg branch's fused score)."""
         C = self.num_classes
-        gt_classes, proposal_boxes, gt_boxes = parse_proposals(proposals, proposal_deltas.device)
+        return fgbg_probs(logits[:, :C], logits[:, C:])
+
+    def classification_losses(self, logits, gt_classes):
+        C = self.num_classes
         normalizer = max(gt_classes.numel(), 1)
         fg = (gt_classes >= 0) & (gt_classes < C)
         fg_labels = gt_classes[fg]
@@ -174,25 +166,6 @@ class SeesawFastRCNNOutputLayers(FastRCNNOutputLayers):
             ).sum()
             / normalizer
         )
-        # objectness target: 0 = foreground, 1 = background
-        loss_objectness = F.cross_entropy(objectness, (~fg).long(), reduction="sum") / normalizer
-
-        with torch.no_grad():
-            log_classification_stats(_seesaw_probs(logits), gt_classes)
-            if fg_labels.numel():
-                pred_fg = objectness.argmax(dim=1) == 0
-                put_scalars(**{"seesaw/objectness_accuracy": (pred_fg == fg).float().mean()})
-        cls_losses = {
-            "loss_cls_classes": loss_classes,
-            "loss_cls_objectness": loss_objectness,
-        }
-        return add_box_reg_and_weight(
-            self, cls_losses, proposal_boxes, gt_boxes, proposal_deltas, gt_classes
-        )
-
-
-def _seesaw_probs(logits: torch.Tensor) -> torch.Tensor:
-    C = logits.shape[1] - 2
-    p_classes = F.softmax(logits[:, :C], dim=1)
-    p_obj = F.softmax(logits[:, C:], dim=1)
-    return torch.cat([p_classes * p_obj[:, :1], p_obj[:, 1:]], dim=1)
+        loss_objectness = fgbg_loss(objectness, fg)
+        log_fgbg_accuracy("seesaw/objectness_accuracy", objectness, fg)
+        return {"loss_cls_classes": loss_classes, "loss_cls_objectness": loss_objectness}
