@@ -28,9 +28,15 @@ def test_two_gloo_workers_share_the_window_and_alpha():
         assert counts[:2] == [[9.0, 3.0, 12.0], [5.0, 1.0, 6.0]]
         assert alpha == pytest.approx(expected_alpha)
         assert (acc_u, acc_b) == pytest.approx((14 / 18, 4 / 18))
-    # a ratio-of-means (averaging each worker's own alpha) would differ: the counts are reduced
-    local_alphas = [AccuracyWindow(4, 1.5) for _ in range(2)]
-    for rank, win in enumerate(local_alphas):
+    # each worker alone (one process, nothing to sum) has only its own counts and its own alpha:
+    # rank 0 (8, 2, 10) -> gap 0.6; rank 1 (6, 2, 8) -> gap 0.5. The workers above use neither.
+    local = {}
+    for rank in (0, 1):
+        win = AccuracyWindow(window=4, gamma=1.5)
         for counts in LOCAL[rank]:
             win.update(*counts)
-    assert sum(w.alpha() for w in local_alphas) / 2 != pytest.approx(expected_alpha)
+        local[rank] = win.alpha()
+    assert local[0] == pytest.approx(0.6**1.5) and local[1] == pytest.approx(0.5**1.5)
+    for rank in (0, 1):
+        assert results[rank][1] != pytest.approx(local[rank], rel=1e-3)
+        assert results[rank][1] != pytest.approx((local[0] + local[1]) / 2, rel=1e-3)
