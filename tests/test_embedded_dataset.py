@@ -9,7 +9,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from projects_lda.data import embedded
+from projects_lda.data import embedded, lvis_frequency
 
 SMALL = dict(num_classes=6, num_train_images=24, num_val_images=8, image_size=64)
 
@@ -123,7 +123,7 @@ def test_category_stats_match_training_annotations(default):
     for cat in train["categories"]:
         assert cat["image_count"] == len(images[cat["id"]])
         assert cat["instance_count"] == instances[cat["id"]]
-        assert cat["frequency"] == embedded.lvis_frequency(cat["image_count"])
+        assert cat["frequency"] == lvis_frequency(cat["image_count"])
     assert val["categories"] == train["categories"]  # val carries the training statistics
 
 
@@ -213,7 +213,7 @@ def test_confusing_rare_with_frequent_sibling_kills_apr(default):
 
 
 def test_lvis_frequency_rule():
-    assert [embedded.lvis_frequency(n) for n in (1, 10, 11, 100, 101)] == ["r", "r", "c", "c", "f"]
+    assert [lvis_frequency(n) for n in (1, 10, 11, 100, 101)] == ["r", "r", "c", "c", "f"]
 
 
 def _ensure(root, queue):

@@ -9,6 +9,7 @@ from .datasets import (
     EXTRA_DATASETS_ENV,
     class_metadata,
     load_lvis_format,
+    lvis_frequency,
     parse_dataset_spec,
     register_all_lvis,
     register_embedded_lvis,
@@ -23,13 +24,13 @@ _EMBEDDED_NAMES = (
     "ensure_embedded_lvis",
     "generate_embedded_lvis",
     "get_embedded_root",
-    "lvis_frequency",
 )
 
 __all__ = [
     "EXTRA_DATASETS_ENV",
     "class_metadata",
     "load_lvis_format",
+    "lvis_frequency",
     "parse_dataset_spec",
     "register_all_lvis",
     "register_embedded_lvis",

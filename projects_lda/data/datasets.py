@@ -50,6 +50,7 @@ __all__ = [
     "EXTRA_DATASETS_ENV",
     "class_metadata",
     "load_lvis_format",
+    "lvis_frequency",
     "register_lvis_format",
     "register_embedded_lvis",
     "register_all_lvis",
@@ -191,8 +192,11 @@ def _validate(data, json_file):
     return cats
 
 
-def _lvis_frequency(image_count):
-    return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"
+def lvis_frequency(image_count):
+    """LVIS's frequency group of a category from its number of training images."""
+    if image_count <= 10:
+        return "r"
+    return "c" if image_count <= 100 else "f"
 
 
 def class_metadata(data, json_file):
@@ -214,7 +218,7 @@ def class_metadata(data, json_file):
         "class_image_count": image_count,
         "class_instance_count": [c.get("instance_count", instances[c["id"]]) for c in cats],
         "class_frequency": [
-            c.get("frequency", _lvis_frequency(n)) for c, n in zip(cats, image_count)
+            c.get("frequency", lvis_frequency(n)) for c, n in zip(cats, image_count)
         ],
     }
 

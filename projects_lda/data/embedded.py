@@ -56,6 +56,7 @@ import time
 
 import numpy as np
 
+from .datasets import lvis_frequency
 from .render import render_split
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
     "generate_embedded_lvis",
     "ensure_embedded_lvis",
     "get_embedded_root",
-    "lvis_frequency",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,13 +117,6 @@ def get_embedded_root():
     default = os.path.join("~", ".cache", "projects_lda", "embedded_lvis_v1")
     root = os.environ.get(ROOT_ENV) or default
     return os.path.abspath(os.path.expanduser(root))
-
-
-def lvis_frequency(image_count):
-    """LVIS's frequency group of a category from its number of training images."""
-    if image_count <= 10:
-        return "r"
-    return "c" if image_count <= 100 else "f"
 
 
 def _class_table(num_classes):
