@@ -229,3 +229,36 @@ def test_normed_linear_option_makes_three_cosine_classifiers():
     assert logits.balanced[0].tolist() == pytest.approx([6.0, 8.0, -6.0], rel=1e-5)
     assert torch.allclose(predictor(7 * x)[0].balanced, logits.balanced, atol=1e-5)
     assert_finite_and_every_parameter_gets_a_gradient(predictor, run_losses(predictor, [0, C]))
+
+
+@pytest.mark.parametrize("normed_linear", [False, True], ids=["linear", "cosine"])
+def test_random_initial_draws_keep_their_order(normed_linear):
+    # The committed benchmark runs depend on the order of the random draws (seed -> weights):
+    # the parent's layers, then the FgBg, unbalanced and balanced classifiers, then the projection.
+    from torch import nn
+
+    from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+
+    from projects_lda.modeling.layers import NormedLinear
+
+    torch.manual_seed(0)
+    predictor = make_predictor(normed_linear=normed_linear)
+    torch.manual_seed(0)
+    parent = FastRCNNOutputLayers(
+        ShapeSpec(channels=8), box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
+        num_classes=C,
+    )
+    if normed_linear:
+        classifiers = [NormedLinear(8, 2), NormedLinear(8, C), NormedLinear(8, C)]
+    else:
+        classifiers = [nn.Linear(8, 2), nn.Linear(8, C), nn.Linear(8, C)]
+    projection = nn.Linear(8, 128)
+    if not normed_linear:
+        for layer in classifiers:
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.constant_(layer.bias, 0)
+    expected = {"bbox_pred": parent.bbox_pred, "projection": projection}
+    expected.update(zip(["fgbg_score", "unbalanced_score", "balanced_score"], classifiers))
+    for name, layer in expected.items():
+        got = getattr(predictor, name)
+        assert torch.equal(got.weight, layer.weight) and torch.equal(got.bias, layer.bias), name
