@@ -503,3 +503,31 @@ def test_two_training_iterations_then_eval_only_on_the_tiny_dataset(
     for task in ("bbox", "segm"):
         for k in ("AP", "APr", "APc", "APf"):
             assert k in res[task]
+
+
+# --------------------------------------------------------------------------- the shared base
+@pytest.mark.parametrize("kind", sorted(PREDICTORS) + ["lda"])
+def test_every_loss_is_multiplied_by_its_loss_weight(kind):
+    from projects_lda import LDAFastRCNNOutputLayers
+
+    def build(**kwargs):
+        if kind != "lda":
+            return make_predictor(kind, **kwargs)
+        return LDAFastRCNNOutputLayers(
+            ShapeSpec(channels=8), box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
+            num_classes=3, class_freq=torch.tensor([1.0, 2.0, 3.0]), **kwargs,
+        )
+
+    plain = build()
+    with torch.no_grad():
+        plain.bbox_pred.bias.fill_(0.5)  # a box regression loss > 0
+    state = {k: v.clone() for k, v in plain.state_dict().items()}  # before the statistics move
+    expected = run_losses(plain, [0, 1, 1, 3])
+    cls_key = next(k for k in expected if k != "loss_box_reg")
+    weighted = build(loss_weight={cls_key: 2.0, "loss_box_reg": 3.0})
+    weighted.load_state_dict(state)
+    got = run_losses(weighted, [0, 1, 1, 3])
+    assert set(got) == set(expected) and expected["loss_box_reg"] > 0 and expected[cls_key] > 0
+    for k, v in expected.items():
+        factor = {cls_key: 2.0, "loss_box_reg": 3.0}.get(k, 1.0)
+        assert got[k].item() == pytest.approx(factor * v.item(), rel=1e-6), k

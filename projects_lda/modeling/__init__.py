@@ -3,8 +3,15 @@ The method: LDA's box predictor, its loss terms and balance factor, the peer lon
 predictors, and the ROI heads that carry them. Importing this package registers ``LDAROIHeads``
 and the peer methods' ROI heads in detectron2's ``ROI_HEADS_REGISTRY``.
 """
+from .output_layers import LongTailOutputLayers
 from .lda_fast_rcnn import LDAFastRCNNOutputLayers, LDALogits
 from .roi_heads import LDAROIHeads, PredictorROIHeads
 from . import peers  # noqa: F401  (registers the peer methods' ROI heads)
 
-__all__ = ["LDAFastRCNNOutputLayers", "LDALogits", "LDAROIHeads", "PredictorROIHeads"]
+__all__ = [
+    "LongTailOutputLayers",
+    "LDAFastRCNNOutputLayers",
+    "LDALogits",
+    "LDAROIHeads",
+    "PredictorROIHeads",
+]

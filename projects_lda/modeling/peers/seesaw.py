@@ -25,7 +25,8 @@ Choices, following the paper and its reference implementation (mmdetection):
   sampled proposals). The classifier here has C + 2 outputs: C class logits, then the
   objectness logits [foreground, background]. At test time
   ``score_c = softmax(z)_c * P(foreground)``, and the background column (last, as the parent's
-  ``fast_rcnn_inference`` expects) is ``P(background)``.
+  ``fast_rcnn_inference`` expects) is ``P(background)``. This objectness branch is the same
+  construct as LDA's FgBg classifier (:mod:`projects_lda.modeling.output_layers`).
 * Both losses are sums divided by the number of sampled proposals R (``loss_cls_classes`` over
   the foreground ones, ``loss_cls_objectness`` over all), as mmdetection and detectron2
   normalise the classification loss.
