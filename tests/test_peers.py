@@ -6,7 +6,6 @@ gloo workers; their configs; and a 2-iteration training of each on the tiny data
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import pytest
