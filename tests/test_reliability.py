@@ -1,5 +1,5 @@
 """
-Reliability of training (projects_lda.engine, projects_lda.checkpoint, projects_lda.mapper):
+Reliability of training (projects_lda.engine, projects_lda.data.loader, projects_lda.data.mapper):
 
 * crash and resume: a train_net.py run killed with SIGKILL after its first checkpoint, resumed
   with --resume, ends with the same weights (bit for bit), alpha window, class frequencies and
@@ -36,9 +36,9 @@ from detectron2.structures import BoxMode
 from detectron2.utils.events import get_event_storage
 
 from projects_lda import LDAFastRCNNOutputLayers
-from projects_lda.checkpoint import CheckpointError, SafeCheckpointer, load_checkpoint_file
+from projects_lda.engine.checkpoint import CheckpointError, SafeCheckpointer, load_checkpoint_file
 from projects_lda.engine import NonFiniteLossError
-from projects_lda.mapper import ImageReadError, SafeDatasetMapper
+from projects_lda.data.mapper import ImageReadError, SafeDatasetMapper
 
 from conftest import BASELINE_CONFIG, LDA_CONFIG, ROOT, TINY_CLASSES, tiny_opts
 

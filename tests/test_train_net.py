@@ -11,7 +11,7 @@ import torch
 
 from detectron2.data import DatasetCatalog
 
-from projects_lda.checkpoint import SafeCheckpointer
+from projects_lda.engine.checkpoint import SafeCheckpointer
 from projects_lda.data import register_lvis_format
 
 import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)

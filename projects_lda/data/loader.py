@@ -1,113 +1,47 @@
 """
-Reliable training on top of detectron2 0.6's ``DefaultTrainer``: CPU multi-process launch,
-DDP on the CPU, non-finite losses that name their term, bad images skipped, and runs that resume
-exactly where they stopped.
+The training loader: detectron2's datasets, filters, sampler, batch size and aspect-ratio grouping,
+made a pure function of (seed, rank, iteration) so that a resumed run sees the batches an
+uninterrupted run would have seen, and unreadable images are skipped with a warning.
 
-``train_net.py`` uses everything here; its ``Trainer`` calls :func:`make_reliable` and builds its
-training data with :func:`build_reproducible_train_loader`.
-
-**Launching.** :func:`launch` is detectron2's ``launch`` when CUDA is available. Without CUDA,
-``--num-gpus N`` starts N CPU processes (``torch.multiprocessing.spawn``) joined by a gloo process
-group, each with ``cpu_count // N`` torch threads (unless ``OMP_NUM_THREADS`` is set). detectron2
-0.6 asserts CUDA in its worker. :func:`ddp_on_cpu` lets ``DefaultTrainer`` wrap a CPU model in
-``DistributedDataParallel``: detectron2's ``create_ddp_model`` passes ``device_ids=[local_rank]``,
-which DDP rejects for a CPU module. Every worker's gradients are reduced, with no
-``find_unused_parameters``, even when a worker's batch holds no foreground: LDA's
-foreground-only losses are then zero but stay connected to the graph.
-
-**Non-finite losses.** detectron2 checks the *sum* of the losses on the main worker only, and its
-message lists every term without saying which one broke. :class:`CheckedSimpleTrainer` gathers the
-loss terms of all workers. When one is NaN or infinite it raises :class:`NonFiniteLossError` on
-every worker, naming the iteration, the term(s) and the worker(s). The error comes before the
-optimizer step, so the weights never take a NaN update, and no checkpoint is written for that
-iteration.
-
-**Bad data.** :class:`ReproducibleTrainLoader` replaces an image that cannot be read
-(:class:`~projects_lda.mapper.ImageReadError`) by another image. The choice is deterministic, and
-a warning names the file. After ``max_attempts`` (10) failures in a row it stops with an error.
-The counts are written as metrics: ``data/skipped_images``, ``data/dropped_annotations`` (from
-:class:`~projects_lda.mapper.SafeDatasetMapper`), ``data/dropped_polygons`` and
-``data/images_without_instances``, summed over workers.
-
-**Reproducibility and exact resume.** With the same seed (``SEED``, or a shared random seed saved
-in the checkpoint when ``SEED < 0``), a run resumed from a checkpoint gives the same weights and
-metrics as a run that was never interrupted (bit for bit on the CPU; on a GPU, non-deterministic
-CUDA kernels make even two uninterrupted runs differ slightly). The same holds for any
-``DATALOADER.NUM_WORKERS``. detectron2 0.6 cannot do this, for four reasons:
-
-1. its training sampler restarts at the beginning of its index stream on resume, so a resumed
-   run sees other images;
-2. augmentations (random resize, flip) draw from a process-global RNG, and each data-loader
-   worker seeds it once at start-up, so they depend on the worker count and on history;
-3. the torch RNG that samples RPN anchors and ROI proposals is not saved in the checkpoint (and
-   torch's ``DataLoader`` draws from it when it starts, which shifts it on resume);
-4. ``DefaultTrainer`` does not save the optimizer: momentum restarts from zero and the first
-   resumed step uses the warm-up start LR (``train_net.Trainer.state_dict`` saves it).
-
-The fixes here:
-
-* batch ``i`` of each worker is a pure function of (seed, rank, ``i``). Index batches, grouped by
-  aspect ratio as detectron2 does but on the dataset records, are formed from the sampler's
-  stream and skipped cheaply (no image is read) up to the resume iteration;
-* each image is mapped under an RNG seeded from (seed, rank, position in the stream), and the
-  DataLoader starts without touching the global RNGs;
-* :class:`RunStateHook` reseeds torch / numpy / random at the start of every iteration from
-  (seed, rank, iteration). It also saves in the checkpoint the seed, the data counts and the last
-  20 values of every metric, so the smoothed values that ``metrics.json`` holds continue exactly.
-
-The LDA alpha window (``accuracy_window.counts/position``) and the class frequencies
-(``class_freq``) are model buffers, so they are in every checkpoint; the LR schedule is saved by
-detectron2's ``LRScheduler`` hook.
+* batch ``i`` of each worker is formed from the sampler's stream and skipped cheaply (no image is
+  read) up to the resume iteration (:meth:`ReproducibleTrainLoader.set_start`);
+* each image is mapped under an RNG seeded from (seed, rank, position in the stream), so the
+  augmentations do not depend on ``DATALOADER.NUM_WORKERS`` or on history; the DataLoader starts
+  without touching the global RNGs;
+* an image that cannot be read (:class:`~projects_lda.data.mapper.ImageReadError`) is replaced
+  by another one, chosen deterministically, with a warning naming the file; after
+  ``max_attempts`` (10) failures in a row the loader stops with an error. The counts
+  (:data:`DATA_COUNTERS`) are written as ``data/*`` metrics by the training loop.
 
 Compared with detectron2's ``build_detection_train_loader``, the order of the training images
-and their augmentations differ (same sampler, same distribution): runs made before this loader
-are not reproduced bit for bit.
+and their augmentations differ (same sampler, same distribution). See docs/reliability.md.
 """
 import contextlib
 import itertools
 import logging
-import math
-import os
 import random
 from collections import Counter
-from datetime import timedelta
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from detectron2.data import get_detection_dataset_dicts
 from detectron2.data.common import DatasetFromList
-from detectron2.data.samplers import (
-    RandomSubsetTrainingSampler,
-    RepeatFactorTrainingSampler,
-    TrainingSampler,
-)
-from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
-from detectron2.engine import launch as d2_launch
+from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSampler
 from detectron2.utils import comm
-from detectron2.utils.events import get_event_storage
 
-from .checkpoint import SafeCheckpointer
 from .mapper import ImageReadError, SafeDatasetMapper
 
 __all__ = [
-    "launch",
-    "ddp_on_cpu",
-    "NonFiniteLossError",
-    "CheckedSimpleTrainer",
-    "CheckedAMPTrainer",
+    "DATA_COUNTERS",
     "ReproducibleTrainLoader",
     "build_reproducible_train_loader",
-    "RunStateHook",
-    "make_reliable",
-    "DATA_COUNTERS",
+    "derive_seed",
+    "seed_everything",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = timedelta(minutes=30)
 # data-health counters written as ``data/<name>`` metrics
 DATA_COUNTERS = (
     "skipped_images",
@@ -116,186 +50,10 @@ DATA_COUNTERS = (
     "images_without_instances",
 )
 # purposes mixed into derived seeds, so streams for different uses never coincide
-_DATA, _FALLBACK, _STEP = 0xDA7A, 0xFA11, 0x57E9
+_DATA, _FALLBACK = 0xDA7A, 0xFA11
 
 
-# =============================================================================== launching
-def _find_free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch(
-    main_func,
-    num_gpus_per_machine,
-    num_machines=1,
-    machine_rank=0,
-    dist_url=None,
-    args=(),
-    timeout=DEFAULT_TIMEOUT,
-):
-    """
-    detectron2's ``launch`` (same arguments) when CUDA is available or a single process is
-    asked for; otherwise ``num_gpus_per_machine`` CPU processes joined by a gloo process group.
-    ``dist_url="auto"`` picks a free local port (single machine).
-    """
-    world_size = num_machines * num_gpus_per_machine
-    if world_size <= 1 or torch.cuda.is_available():
-        return d2_launch(
-            main_func,
-            num_gpus_per_machine,
-            num_machines=num_machines,
-            machine_rank=machine_rank,
-            dist_url=dist_url,
-            args=args,
-            timeout=timeout,
-        )
-    if dist_url is None or dist_url == "auto":
-        if num_machines != 1:
-            raise ValueError("dist_url='auto' works on a single machine; give tcp://HOST:PORT")
-        dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
-    logger.info(
-        "CUDA is not available: starting %d CPU processes (gloo backend) at %s",
-        num_gpus_per_machine,
-        dist_url,
-    )
-    mp.spawn(
-        _cpu_worker,
-        nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
-        daemon=False,
-    )
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _cpu_worker(
-    local_rank, main_func, world_size, num_per_machine, machine_rank, dist_url, args, timeout
-):
-    if "OMP_NUM_THREADS" not in os.environ:  # N processes x all cores would oversubscribe
-        torch.set_num_threads(max(1, _cpu_count() // num_per_machine))
-    global_rank = machine_rank * num_per_machine + local_rank
-    try:
-        dist.init_process_group(
-            backend="gloo",
-            init_method=dist_url,
-            world_size=world_size,
-            rank=global_rank,
-            timeout=timeout,
-        )
-    except Exception:
-        logger.error("Process group URL: %s", dist_url)
-        raise
-    # the local process group (ranks on this machine), as detectron2's launch sets it up
-    assert comm._LOCAL_PROCESS_GROUP is None
-    for i in range(world_size // num_per_machine):
-        ranks_on_i = list(range(i * num_per_machine, (i + 1) * num_per_machine))
-        pg = dist.new_group(ranks_on_i)
-        if i == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = pg
-    comm.synchronize()
-    try:
-        main_func(*args)
-    finally:  # no barrier here: a worker that failed must not wait for the others
-        dist.destroy_process_group()
-
-
-@contextlib.contextmanager
-def ddp_on_cpu():
-    """
-    While active, detectron2's ``create_ddp_model`` (used by ``DefaultTrainer.__init__``) wraps
-    a model whose parameters are on the CPU with ``device_ids=None``, as DDP requires.
-    """
-    from detectron2.engine import defaults
-
-    original = defaults.create_ddp_model
-
-    def create_ddp_model(model, **kwargs):
-        if "device_ids" not in kwargs and all(p.device.type == "cpu" for p in model.parameters()):
-            kwargs["device_ids"] = None
-        return original(model, **kwargs)
-
-    defaults.create_ddp_model = create_ddp_model
-    try:
-        yield
-    finally:
-        defaults.create_ddp_model = original
-
-
-# =============================================================================== losses
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; the message names the iteration, term(s), worker(s)."""
-
-
-def write_checked_metrics(loss_dict, data_time, prefix="", data_loader=None):
-    """
-    detectron2's ``SimpleTrainer.write_metrics``, but every worker checks every worker's loss
-    terms and raises :class:`NonFiniteLossError` naming the bad ones; also writes the data
-    counters of :class:`ReproducibleTrainLoader` (summed over workers) as ``data/*`` metrics.
-    """
-    losses = {k: float(v.detach().cpu().item()) for k, v in loss_dict.items()}
-    counts = dict(getattr(data_loader, "counters", None) or {})
-    gathered = comm.all_gather({"losses": losses, "data_time": data_time, "counts": counts})
-    storage = get_event_storage()
-    world = len(gathered)
-
-    bad = []
-    for rank, g in enumerate(gathered):
-        for k, v in g["losses"].items():
-            if not math.isfinite(v):
-                bad.append((k, v, rank))
-    if not bad:
-        totals = [sum(g["losses"].values()) for g in gathered]
-        bad = [(f"{prefix}total_loss", t, r) for r, t in enumerate(totals) if not math.isfinite(t)]
-    if bad:
-        terms = sorted({k for k, _, _ in bad})
-        where = ", ".join(
-            f"{k}={v}" + (f" on worker {r}" if world > 1 else "") for k, v, r in bad
-        )
-        raise NonFiniteLossError(
-            f"Loss became non-finite at iteration {storage.iter}: {', '.join(terms)} "
-            f"({where}). The optimizer step of this iteration was not taken and no checkpoint "
-            f"was written for it. Losses of worker 0: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in gathered[0]["losses"].items())
-        )
-
-    if comm.is_main_process():
-        storage.put_scalar("data_time", float(np.max([g["data_time"] for g in gathered])))
-        metrics = {k: float(np.mean([g["losses"][k] for g in gathered])) for k in losses}
-        storage.put_scalar(f"{prefix}total_loss", sum(metrics.values()))
-        if len(metrics) > 1:
-            storage.put_scalars(**metrics)
-        if isinstance(data_loader, ReproducibleTrainLoader):
-            total = Counter(data_loader.counter_offset)
-            for g in gathered:
-                total.update(g["counts"])
-            storage.put_scalars(
-                smoothing_hint=False, **{f"data/{k}": float(total[k]) for k in DATA_COUNTERS}
-            )
-
-
-class _CheckedMetrics:
-    def _write_metrics(self, loss_dict, data_time, prefix=""):
-        write_checked_metrics(loss_dict, data_time, prefix, data_loader=self.data_loader)
-
-
-class CheckedSimpleTrainer(_CheckedMetrics, SimpleTrainer):
-    """``SimpleTrainer`` whose metrics check names non-finite loss terms (see the module doc)."""
-
-
-class CheckedAMPTrainer(_CheckedMetrics, AMPTrainer):
-    """``AMPTrainer`` whose metrics check names non-finite loss terms (see the module doc)."""
-
-
-# =============================================================================== RNG
+# ------------------------------------------------------------------------------- RNG
 def derive_seed(*entropy) -> int:
     """A 63-bit seed from integers (hashing, so nearby inputs give unrelated seeds)."""
     words = np.random.SeedSequence([int(e) % (1 << 64) for e in entropy]).generate_state(2)
@@ -303,7 +61,11 @@ def derive_seed(*entropy) -> int:
 
 
 def seed_everything(seed: int) -> None:
-    """Seeds python's ``random``, numpy's global RNG and torch (CPU and CUDA)."""
+    """
+    Seeds python's ``random``, numpy's global RNG and torch (CPU and CUDA) with a 63-bit seed.
+    Not detectron2's ``seed_all_rng``: it hands the seed to ``np.random.seed`` unreduced (which
+    takes < 2**32) and sets ``PYTHONHASHSEED``; these seeds keep their 63 bits for torch.
+    """
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
@@ -316,7 +78,7 @@ def _fixed_rng(seed=None):
     are if None), then restores their states: the body does not disturb the caller's streams.
     """
     py, npy, tch = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    if seed is not None:
+    if seed is not None:  # not seed_everything: the CUDA RNG is neither seeded nor restored
         random.seed(seed)
         np.random.seed(seed % (1 << 32))
         torch.default_generator.manual_seed(seed)
@@ -328,7 +90,7 @@ def _fixed_rng(seed=None):
         torch.set_rng_state(tch)
 
 
-# =============================================================================== data
+# ------------------------------------------------------------------------------- batches
 def _index_batches(sampler, groups, batch_size):
     """
     Infinite stream of index batches ``[(position, dataset_index), ...]`` from ``sampler``,
@@ -481,22 +243,25 @@ class ReproducibleTrainLoader:
 
 
 def _sampler_factory(cfg, dataset_dicts):
+    """
+    ``seed -> sampler`` for ``DATALOADER.SAMPLER_TRAIN``. Not detectron2's choice of sampler
+    (inside ``build_detection_train_loader``): that one draws its seed when it is built, and
+    the loader must set the seed saved in the checkpoint when a run resumes.
+    """
     name = cfg.DATALOADER.SAMPLER_TRAIN
     logger.info("Using training sampler %s", name)
-    n = len(dataset_dicts)
     if name == "TrainingSampler":
+        n = len(dataset_dicts)
         return lambda seed: TrainingSampler(n, seed=seed)
     if name == "RepeatFactorTrainingSampler":
         factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
             dataset_dicts, cfg.DATALOADER.REPEAT_THRESHOLD
         )
         return lambda seed: RepeatFactorTrainingSampler(factors, seed=seed)
-    if name == "RandomSubsetTrainingSampler":
-        ratio = cfg.DATALOADER.RANDOM_SUBSET_RATIO
-        return lambda seed: RandomSubsetTrainingSampler(
-            n, ratio, seed_shuffle=seed, seed_subset=seed
-        )
-    raise ValueError(f"DATALOADER.SAMPLER_TRAIN: unknown training sampler {name!r}")
+    raise ValueError(
+        f"DATALOADER.SAMPLER_TRAIN: {name!r} is not supported by the reproducible training "
+        "loader (TrainingSampler, RepeatFactorTrainingSampler)"
+    )
 
 
 def build_reproducible_train_loader(cfg, mapper=None):
@@ -523,92 +288,3 @@ def build_reproducible_train_loader(cfg, mapper=None):
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         seed=seed,
     )
-
-
-# =============================================================================== run state
-class RunStateHook(hooks.HookBase):
-    """
-    Makes a run resumable exactly (see the module docstring): reseeds the RNGs from
-    (seed, rank, iteration) before every step, starts the data loader at the resume iteration,
-    and saves (in the trainer's checkpoint) the seed, the data counters and the last
-    ``history`` values of every metric, which are restored when the run resumes.
-    """
-
-    def __init__(self, seed: int, data_loader=None, history: int = 20):
-        self.seed = int(seed)
-        self.data_loader = data_loader
-        self.history = history
-        self._pending = None
-
-    def before_train(self):
-        loader = self.data_loader
-        if isinstance(loader, ReproducibleTrainLoader):
-            loader.set_start(self.trainer.iter, seed=self.seed)
-        if self._pending is None:
-            return
-        state, self._pending = self._pending, None
-        if isinstance(loader, ReproducibleTrainLoader):
-            loader.counter_offset = Counter(state.get("data_counters", {}))
-        storage = self.trainer.storage
-        hints = state.get("smoothing_hints", {})
-        for name, values in state.get("history", {}).items():
-            buf = storage._history[name]  # detectron2 0.6 EventStorage internals
-            for value, iteration in values:
-                buf.update(float(value), int(iteration))
-            storage._smoothing_hints[name] = bool(hints.get(name, True))
-
-    def before_step(self):
-        seed_everything(derive_seed(self.seed, _STEP, comm.get_rank(), self.trainer.iter))
-
-    def state_dict(self):
-        state = {"seed": self.seed}
-        storage = getattr(self.trainer, "storage", None)
-        if storage is not None:
-            hints = storage.smoothing_hints()
-            state["history"] = {
-                name: [[float(v), int(i)] for v, i in buf.values()[-self.history :]]
-                for name, buf in storage.histories().items()
-            }
-            state["smoothing_hints"] = {k: bool(v) for k, v in hints.items()}
-            state["data_counters"] = {
-                name[len("data/") :]: float(buf.latest())
-                for name, buf in storage.histories().items()
-                if name.startswith("data/")
-            }
-        return state
-
-    def load_state_dict(self, state):
-        seed = int(state.get("seed", self.seed))
-        if seed != self.seed:
-            logger.info("Resuming with the seed of the checkpoint, %d (not %d)", seed, self.seed)
-        self.seed = seed
-        self._pending = state
-
-
-def make_reliable(trainer) -> None:
-    """
-    Applies the reliability changes to a constructed ``DefaultTrainer``: the metrics check of
-    :class:`CheckedSimpleTrainer`, :class:`~projects_lda.checkpoint.SafeCheckpointer`, and a
-    :class:`RunStateHook`. Call it at the end of the trainer's ``__init__``.
-    """
-    inner = trainer._trainer
-    if type(inner) is SimpleTrainer:  # same state, checked metrics
-        inner.__class__ = CheckedSimpleTrainer
-    elif type(inner) is AMPTrainer:
-        inner.__class__ = CheckedAMPTrainer
-
-    old = trainer.checkpointer
-    new = SafeCheckpointer(
-        old.model, old.save_dir, save_to_disk=old.save_to_disk, **old.checkpointables
-    )
-    trainer.checkpointer = new
-    for h in trainer._hooks:
-        if getattr(h, "checkpointer", None) is old:
-            h.checkpointer = new
-
-    loader = inner.data_loader
-    if isinstance(loader, ReproducibleTrainLoader):
-        seed = loader.seed
-    else:
-        seed = trainer.cfg.SEED if trainer.cfg.SEED >= 0 else comm.shared_random_seed()
-    trainer.register_hooks([RunStateHook(seed, loader)])
