@@ -159,8 +159,8 @@ def load_checkpoint_file(path: str) -> Dict[str, Any]:
 def _corrupt(path, size, e):
     return CheckpointError(
         f"Cannot load checkpoint {path} ({size} bytes): the file is truncated or corrupt "
-        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). When resuming, an "
-        "earlier checkpoint can be named in OUTPUT_DIR/last_checkpoint."
+        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). --resume falls back "
+        "to the newest intact checkpoint of the output folder."
     )
 
 
