@@ -7,7 +7,6 @@ still resumes.
 """
 import logging
 import os
-import shutil
 import types
 from pathlib import Path
 
