@@ -47,7 +47,7 @@ import train_net  # noqa: E402
 
 # Measured difference between the final weights of a resumed and an uninterrupted run: none.
 RESUME_TOLERANCE = 0.0
-TIME_KEYS = {"time", "data_time", "eta_seconds"}
+TIME_KEYS = {"time", "data_time", "eta_seconds", "rank_data_time"}  # rank_data_time: main
 
 
 def _rows(out_dir):

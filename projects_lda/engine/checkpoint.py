@@ -172,7 +172,8 @@ class SafeCheckpointer(DetectionCheckpointer):
     """
 
     last_load_report: LoadReport = None
-    _queries = {}
+    _queries = {}  # of the path being loaded (main's "?matching_heuristics=True")
+    _preloaded = {}  # path -> content already read by resume_or_load
 
     # ---- loading
     def load(self, path, *args, **kwargs):
@@ -188,31 +189,33 @@ class SafeCheckpointer(DetectionCheckpointer):
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         if not (resume and self.has_checkpoint()):
             return super().resume_or_load(path, resume=resume)
+        # Each candidate is read (and checked) before load() is called with it, so a damaged
+        # file never reaches detectron2's loader half-way; load() then uses what was read.
         last = self.get_checkpoint_file()
-        try:
-            return self.load(last)
-        except (CheckpointError, FileNotFoundError) as first_error:
-            damaged = [(last, first_error)]
-        # newest first; a file that cannot be read is skipped before anything is loaded from it
+        damaged = []
         same = os.path.abspath(last)
-        others = sorted(
+        others = sorted(  # newest first
             (f for f in self.get_all_checkpoint_files() if os.path.abspath(f) != same),
             key=lambda f: (os.path.getmtime(f), f),
             reverse=True,
         )
-        for candidate in others:
+        for candidate in [last] + others:
             try:
-                load_checkpoint_file(candidate)
+                self._preloaded = {candidate: load_checkpoint_file(candidate)}
             except (CheckpointError, FileNotFoundError) as e:
                 damaged.append((candidate, e))
                 continue
-            self.logger.warning(
-                "Cannot resume from %s (%s); resuming from %s, the newest intact checkpoint",
-                last,
-                damaged[0][1],
-                candidate,
-            )
-            return self.load(candidate)
+            if damaged:
+                self.logger.warning(
+                    "Cannot resume from %s (%s); resuming from %s, the newest intact checkpoint",
+                    last,
+                    damaged[0][1],
+                    candidate,
+                )
+            try:
+                return self.load(candidate)
+            finally:
+                self._preloaded = {}
         raise CheckpointError(
             f"Cannot resume from {self.save_dir}: no checkpoint there can be loaded ("
             + "; ".join(f"{f}: {e}" for f, e in damaged)
@@ -232,7 +235,9 @@ class SafeCheckpointer(DetectionCheckpointer):
                 data = data["blobs"]
             data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
             return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
-        data = load_checkpoint_file(filename)
+        data = self._preloaded.pop(filename, None)
+        if data is None:
+            data = load_checkpoint_file(filename)
         data = self._apply_queries(filename, data)
         if filename.endswith(".pyth"):
             if "model_state" not in data:
