@@ -27,7 +27,6 @@ import time
 from collections import OrderedDict
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 
 import detectron2.utils.comm as comm
@@ -200,7 +199,32 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             for row, cat in zip(rows, classes[top].tolist()):
                 row["category_id"] = cat
             self._json_rows.extend(rows)
-        self._update(img, gts, instances[kept], classes[kept], image_id)
+        if len(kept) == 0:
+            for stream in self._streams.values():
+                stream.update([img], gts, np.zeros((0, 7)))
+            return
+        scores, cats = instances.scores[kept], classes[kept]
+        for task, stream in self._streams.items():
+            if task == "bbox":
+                boxes = BoxMode.convert(instances.pred_boxes.tensor[kept].numpy(),
+                                        BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
+                dets = np.empty((len(kept), 7))
+                dets[:, 0] = image_id
+                dets[:, 1:5] = boxes
+                dets[:, 5] = scores.numpy()
+                dets[:, 6] = cats.numpy()
+                stream.update([img], gts, dets)
+            else:  # segm: dicts without bbox, so that the area is the mask's
+                if not instances.has("pred_masks"):
+                    raise ValueError(f"image {image_id}: segm evaluation asked for, but the "
+                                     "predictions have no pred_masks")
+                masks = instances.pred_masks.numpy()
+                encode = self._hotcoco.mask.encode  # (H, W) C-ordered masks, as they are
+                stream.update([img], gts, [
+                    {"image_id": image_id, "category_id": c, "segmentation": encode(masks[i]),
+                     "score": s}
+                    for i, s, c in zip(kept.tolist(), scores.tolist(), cats.tolist())
+                ])
 
     def _gts(self, image_id):
         return self._gt.load_anns(self._gt.get_ann_ids(img_ids=[image_id]))
@@ -209,32 +233,6 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         img, gts = self._image(image_id), self._gts(image_id)
         for stream in self._streams.values():
             stream.update([img], gts, np.zeros((0, 7)))
-
-    def _update(self, img, gts, instances, classes, image_id):
-        n = len(instances)
-        for task, stream in self._streams.items():
-            if n == 0:
-                stream.update([img], gts, np.zeros((0, 7)))
-            elif task == "bbox":
-                boxes = BoxMode.convert(instances.pred_boxes.tensor.numpy(),
-                                        BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
-                dets = np.empty((n, 7))
-                dets[:, 0] = image_id
-                dets[:, 1:5] = boxes
-                dets[:, 5] = instances.scores.numpy()
-                dets[:, 6] = classes.numpy()
-                stream.update([img], gts, dets)
-            else:  # segm: dicts without bbox, so that the area is the mask's
-                if not instances.has("pred_masks"):
-                    raise ValueError(f"image {image_id}: segm evaluation asked for, but the "
-                                     "predictions have no pred_masks")
-                masks = instances.pred_masks.numpy().astype(np.uint8)
-                rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0)))
-                scores, cats = instances.scores.tolist(), classes.tolist()
-                stream.update([img], gts, [
-                    {"image_id": image_id, "category_id": c, "segmentation": r, "score": s}
-                    for r, s, c in zip(rles, scores, cats)
-                ])
 
     # ------------------------------------------------------------------------------ evaluate
     def _timing(self, num_images, evaluate_s):
