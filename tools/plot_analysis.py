@@ -51,7 +51,9 @@ def parse_run(spec):
 
 
 def load_state(run_dir):
-    ckpt = torch.load(Path(run_dir) / "model_final.pth", map_location="cpu", weights_only=True)
+    from projects_lda.checkpoint import load_checkpoint_file  # errors name the file
+
+    ckpt = load_checkpoint_file(str(Path(run_dir) / "model_final.pth"))
     return ckpt.get("model", ckpt)
 
 
@@ -246,11 +248,11 @@ def class_distance_stats(features, labels):
     than 2 samples, as in Eq. 7); ``inter``: mean distance of its centre to the other centres;
     ``nearest``: distance to the nearest other centre (``nearest_class``); ``pairwise``: matrix.
     """
+    from projects_lda.lda_loss import class_centres  # the centres mu_k of Eq. 7 and 8
+
     z = torch.as_tensor(features, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
-    classes, inverse, counts = torch.unique(y, return_inverse=True, return_counts=True)
-    centres = torch.zeros(len(classes), z.shape[1], dtype=z.dtype).index_add_(0, inverse, z)
-    centres /= counts.unsqueeze(1)
+    classes, inverse, centres, counts = class_centres(z, y)
     dist = 1 - F.cosine_similarity(z, centres[inverse], dim=1, eps=1e-12)
     intra = torch.zeros(len(classes), dtype=z.dtype).index_add_(0, inverse, dist) / counts
     intra[counts < 2] = float("nan")
@@ -266,13 +268,14 @@ def class_distance_stats(features, labels):
 
 
 def load_model(run_dir):
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
+
+    from projects_lda.checkpoint import SafeCheckpointer
 
     cfg = load_cfg(run_dir)
     cfg.MODEL.WEIGHTS = str(Path(run_dir) / "model_final.pth")
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return cfg, model.eval()
 
 
