@@ -10,17 +10,27 @@ write a side-by-side table.
 Each (method, seed) runs in its own process (`train_net.py` with `SEED`) into
 ``OUTPUT/<method>/seed<seed>/`` and leaves a ``run.json`` there; a run whose ``run.json`` exists
 is not trained again, so an interrupted benchmark resumes where it stopped; a run that fails is
-reported by name at the end (exit status 1) while the others go on. Runs are ordered
-seed by seed (baseline, lda, ... for seed 0, then seed 1, ...), so slow drifts of the machine
-touch every method alike; ``--jobs 2`` runs two at a time with one thread each (on a 2-core
-machine about twice the throughput of one run with two threads). Writes:
+reported by name at the end (exit status 1) while the others go on. Runs are started seed by
+seed (baseline, lda, ... for seed 0, then seed 1, ...), so slow drifts of the machine touch
+every method alike; ``--jobs 2`` runs two at a time (a ``concurrent.futures`` pool) with one
+thread each (on a 2-core machine about twice the throughput of one run with two threads).
+Every run writes its detections (``TEST.LVIS_EVAL.WRITE_RESULTS_JSON``) for the error analysis.
+Writes:
 
 * ``OUTPUT/results.json``: per method and seed, bbox and segm AP, AP50, APr, APc, APf; seconds
   per training iteration (median of detectron2's per-iteration times, the first 10% of the
-  iterations excluded as warm-up); seconds per inference image (detectron2's "pure compute"
-  time); peak memory (max RSS of the run's process, and peak CUDA memory on a GPU); the config;
+  iterations excluded as warm-up); seconds per inference image (from the evaluator's
+  ``evaluation_timing.json``: the inference loop's wall time per image without the
+  evaluator's own work); peak memory (max RSS of the run's process, and peak CUDA memory on a
+  GPU); the config; and the error analysis (``projects_lda/evaluation/analysis.py``): per-class
+  AP with the classes' training image counts, the TIDE breakdown (ΔAP50 of classification,
+  localisation, both, duplicate, background and missed errors) and what the detections make of
+  the ground-truth objects (own class, a confusable class of the same group, another group,
+  missed); under ``comparisons``, each method's AP and APr difference from the baseline and
+  from LDA of the same seed with a 95% bootstrap confidence interval over validation images;
 * ``OUTPUT/results.md``: means and spreads over seeds, each method's difference from the
-  baseline, and its time ratios against the baseline measured in the same benchmark.
+  baseline, its time ratios against the baseline measured in the same benchmark, and the
+  difference, TIDE and confusion tables.
 """
 import argparse
 import json
