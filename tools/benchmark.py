@@ -177,8 +177,12 @@ def run_one(config_file, out_dir, seed, opts):
         "val_json": val_json,
         "results_json": str(results_json),
         "max_dets_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
-        "analysis": analyse_run(val_json, results_json, cfg.TEST.DETECTIONS_PER_IMAGE),
     }
+    try:  # the analysis must not cost the training: a failure is recorded, the run kept
+        record["analysis"] = analyse_run(val_json, results_json, cfg.TEST.DETECTIONS_PER_IMAGE)
+    except Exception as e:  # noqa: BLE001
+        logger.warning("%s: error analysis failed: %s", out_dir, e)
+        record["analysis_error"] = f"{type(e).__name__}: {e}"
     tmp = Path(out_dir) / "run.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, Path(out_dir) / "run.json")  # written last: marks the run as finished
@@ -275,11 +279,14 @@ def compare_runs(results, references, n_bootstrap, seed=0):
                 if s not in results[ref] or "results_json" not in run or \
                         "results_json" not in results[ref][s]:
                     continue
-                out.setdefault(ref, {}).setdefault(method, {})[s] = {
-                    task: bootstrap_difference(evaluation(ref, s, task),
-                                               evaluation(method, s, task), CI_METRICS,
-                                               n_bootstrap, seed)
-                    for task in ("bbox", "segm")}
+                try:
+                    out.setdefault(ref, {}).setdefault(method, {})[s] = {
+                        task: bootstrap_difference(evaluation(ref, s, task),
+                                                   evaluation(method, s, task), CI_METRICS,
+                                                   n_bootstrap, seed)
+                        for task in ("bbox", "segm")}
+                except Exception as e:  # noqa: BLE001  (the table shows "-")
+                    logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
     return out
 
 
