@@ -199,6 +199,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             for row, cat in zip(rows, classes[top].tolist()):
                 row["category_id"] = cat
             self._json_rows.extend(rows)
+        if not self._do_evaluation:  # a test set: the results JSON is the only output
+            return
         if len(kept) == 0:
             for stream in self._streams.values():
                 stream.update([img], gts, np.zeros((0, 7)))
@@ -219,6 +221,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                     raise ValueError(f"image {image_id}: segm evaluation asked for, but the "
                                      "predictions have no pred_masks")
                 masks = instances.pred_masks.numpy()
+                if masks.ndim == 4:  # (N, 1, H, W)
+                    masks = masks[:, 0]
                 encode = self._hotcoco.mask.encode  # (H, W) C-ordered masks, as they are
                 stream.update([img], gts, [
                     {"image_id": image_id, "category_id": c, "segmentation": encode(masks[i]),
