@@ -221,3 +221,15 @@ def test_synthetic_gt_has_lvis_shape():
     per_image = len(gt["annotations"]) / 50
     assert 9 < per_image < 16
     assert np.mean([len(i["neg_category_ids"]) for i in gt["images"]]) > 5
+
+
+def test_dataset_without_annotations_writes_the_results_json(synthetic, tmp_path):
+    """A test set (no annotations): nothing to evaluate, the server's JSON is written anyway."""
+    gt = dict(synthetic["gt"], annotations=[])
+    _register("synthetic_lvis_test", gt, tmp_path)
+    outputs = synthetic["outputs"][:3]
+    res = _run(HotcocoLVISEvaluator("synthetic_lvis_test", output_dir=str(tmp_path / "test")),
+               outputs)
+    assert res == {}
+    rows = json.loads((tmp_path / "test" / "lvis_instances_results.json").read_text())
+    assert len(rows) == sum(min(300, len(out["instances"])) for _, out in outputs)
