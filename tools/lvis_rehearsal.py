@@ -14,9 +14,10 @@ Two measurements:
   inference per test image (300 detections, score threshold 1e-4) of the R-50 12-epoch configs,
   on an LVIS v1-shaped dataset (projects_lda/data/lvis_shaped.py).
 
-The models start from random weights (``MODEL.WEIGHTS ""``) with a tiny learning rate (ResNet-50
-with frozen BatchNorm diverges from random init at the configs' 0.01): their losses mean nothing,
-only time and memory do. On CUDA (``--device cuda``) it also reports peak GPU memory, and
+The models start from random weights (``MODEL.WEIGHTS ""``) whose frozen BatchNorm statistics are
+calibrated on the first batch (:func:`calibrate_frozen_bn`, a stand-in for ImageNet weights) and
+train with a tiny learning rate (ResNet-50 with frozen BatchNorm diverges from random init at the
+configs' 0.01): their losses mean nothing, only time and memory do. On CUDA (``--device cuda``) it also reports peak GPU memory, and
 ``--amp`` runs the steps under mixed precision (as ``SOLVER.AMP.ENABLED``).
 
     python tools/lvis_rehearsal.py predictor --rounds 20
@@ -47,6 +48,36 @@ METHODS = {
     "fedloss": "fedloss_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
     "balanced_softmax": "balanced_softmax_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
 }
+
+
+@torch.no_grad()
+def calibrate_frozen_bn(model, batched_inputs):
+    """
+    A stand-in for ImageNet weights: sets the statistics of every frozen BatchNorm of the
+    backbone to the mean and variance of its input on ``batched_inputs`` (one forward pass, each
+    layer calibrated before it runs), so that a randomly initialised ResNet keeps its activations
+    at unit scale as a pretrained one does, instead of growing them block after block.
+    """
+    from detectron2.layers import FrozenBatchNorm2d
+
+    model = getattr(model, "module", model)
+
+    def set_stats(module, inputs):
+        x = inputs[0].float()
+        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        module.running_var.copy_(x.var(dim=(0, 2, 3)))
+
+    handles = [
+        m.register_forward_pre_hook(set_stats)
+        for m in model.backbone.modules()
+        if isinstance(m, FrozenBatchNorm2d)
+    ]
+    try:
+        model.backbone(model.preprocess_image(batched_inputs).tensor)
+    finally:
+        for h in handles:
+            h.remove()
+    return len(handles)
 
 
 def _sync(device):
@@ -199,6 +230,8 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
     loader = iter(train_net.Trainer.build_train_loader(cfg0))
     batches = [next(loader) for _ in range(warmup + rounds)]
     del loader
+    for m in methods:
+        calibrate_frozen_bn(models[m], batches[0])
     test_loader = build_detection_test_loader(cfg0, val_name, mapper=SafeDatasetMapper(cfg0, False))
     test_inputs = []
     for inputs in test_loader:

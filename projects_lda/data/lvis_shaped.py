@@ -204,7 +204,7 @@ def _write_split(path, split, arr, num_images, cats, pool, rng, image_id_offset)
     return {"images": num_images, "annotations": n}
 
 
-def generate_lvis_shaped(root, size="10k", *, seed=0, pool_size=32, force=False):
+def generate_lvis_shaped(root, size="10k", *, seed=0, pool_size=32, val_size=None, force=False):
     """
     Writes ``lvis_v1_train.json`` and ``lvis_v1_val.json`` (LVIS v1 format) and the image pools
     ``train2017/`` and ``val2017/`` into ``root``; does nothing when ``root`` already holds this
@@ -216,6 +216,7 @@ def generate_lvis_shaped(root, size="10k", *, seed=0, pool_size=32, force=False)
             LVIS v1's val/train ratio of images (19,809 / 100,170), at least 8.
         seed (int): random seed (same seed and size: same files).
         pool_size (int): number of distinct training image files (validation: a quarter).
+        val_size (int or None): number of validation images instead of the ratio above.
     Returns:
         dict with ``train_json``, ``val_json``, ``image_root`` and the counts written.
     """
@@ -227,7 +228,14 @@ def generate_lvis_shaped(root, size="10k", *, seed=0, pool_size=32, force=False)
         num_train = int(size)
     if num_train < 1:
         raise ValueError(f"size must be >= 1 training image, got {size!r}")
-    num_val = VAL_IMAGES if num_train == TRAIN_IMAGES else max(8, round(num_train * VAL_IMAGES / TRAIN_IMAGES))
+    if val_size is not None:
+        num_val = int(val_size)
+    elif num_train == TRAIN_IMAGES:
+        num_val = VAL_IMAGES
+    else:
+        num_val = max(8, round(num_train * VAL_IMAGES / TRAIN_IMAGES))
+    if num_val < 1:
+        raise ValueError(f"val_size must be >= 1, got {val_size!r}")
     root = os.path.abspath(os.path.expanduser(str(root)))
     os.makedirs(root, exist_ok=True)
     out = {
