@@ -268,7 +268,7 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
                 t1 = time.perf_counter()
                 if device.type == "cuda":
                     peak[m] = max(peak[m], torch.cuda.max_memory_allocated(device))
-                if not all(math.isfinite(float(v)) for v in losses.values()):
+                if not all(math.isfinite(v.item()) for v in losses.values()):
                     nonfinite[m] += 1
                 if r >= warmup:
                     times[m]["train"].append(t1 - t0)
