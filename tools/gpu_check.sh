@@ -43,8 +43,10 @@ else
   DEVICE=cpu
   say "DRY RUN on the CPU: tiny sizes, the figures mean nothing"
   EMB_OPTS=(MODEL.DEVICE cpu SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 SOLVER.STEPS "()" \
-            SOLVER.IMS_PER_BATCH 2 DATALOADER.NUM_WORKERS 0 TEST.DETECTIONS_PER_IMAGE 20)
-  REH=(--device cpu --rounds 1 --warmup 0 --size tiny --test-images 1 --min-size 160 --max-size 224 --threads 1)
+            SOLVER.IMS_PER_BATCH 2 DATALOADER.NUM_WORKERS 0 TEST.DETECTIONS_PER_IMAGE 20 \
+            MODEL.RPN.POST_NMS_TOPK_TEST 20)
+  REH=(--device cpu --rounds 1 --warmup 1 --size tiny --test-images 1 --min-size 160 --max-size 224 --threads 1
+       --opts MODEL.RPN.POST_NMS_TOPK_TRAIN 64 MODEL.RPN.POST_NMS_TOPK_TEST 20 MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 32)
   PRED=(--device cpu --rounds 1 --warmup 0 --threads 1 --methods baseline lda)
 fi
 export DETECTRON2_DATASETS="${DETECTRON2_DATASETS:-$OUT/datasets}"
@@ -56,7 +58,7 @@ run "$PY" train_net.py --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu
 
 say "(b) LVIS-shaped rehearsal, baseline and LDA, float32 then mixed precision"
 run "$PY" tools/lvis_rehearsal.py step --methods baseline lda --cache "$CACHE" "${REH[@]}"
-run "$PY" tools/lvis_rehearsal.py step --methods baseline lda --cache "$CACHE" --amp "${REH[@]}"
+run "$PY" tools/lvis_rehearsal.py step --amp --methods baseline lda --cache "$CACHE" "${REH[@]}"
 say "(b) box predictors alone, every method against the baseline"
 run "$PY" tools/lvis_rehearsal.py predictor "${PRED[@]}"
 

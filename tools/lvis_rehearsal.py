@@ -23,6 +23,7 @@ configs' 0.01): their losses mean nothing, only time and memory do. On CUDA (``-
     python tools/lvis_rehearsal.py predictor --rounds 20
     python tools/lvis_rehearsal.py step --methods baseline lda --rounds 4
     python tools/lvis_rehearsal.py step --device cuda --amp --rounds 20   # on a GPU
+    python tools/lvis_rehearsal.py step --rounds 2 --opts MODEL.RPN.POST_NMS_TOPK_TEST 100
 
 Prints median seconds per method and the ratio to the baseline of the same run.
 """
@@ -202,7 +203,7 @@ def report(title, times, unit="ms", scale=1000.0):
 
 # ------------------------------------------------------------------------- whole training steps
 def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False, test_images=2,
-                   min_size=800, max_size=1333):
+                   min_size=800, max_size=1333, opts=()):
     """Median seconds per training iteration and per test image of each method's R-50 model."""
     import train_net
     from detectron2.data import build_detection_test_loader
@@ -218,7 +219,7 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
             "SOLVER.BASE_LR", 1e-5, "DATALOADER.NUM_WORKERS", 0,
             "INPUT.MIN_SIZE_TRAIN", f"({min_size},)", "INPUT.MIN_SIZE_TEST", min_size,
             "INPUT.MAX_SIZE_TRAIN", max_size, "INPUT.MAX_SIZE_TEST", max_size,
-            "OUTPUT_DIR", tempfile.mkdtemp(prefix="lvis_rehearsal_"),
+            "OUTPUT_DIR", tempfile.mkdtemp(prefix="lvis_rehearsal_"), *opts,
         )
         with torch.random.fork_rng():
             torch.manual_seed(0)
@@ -325,6 +326,7 @@ def main(argv=None):
     parser.add_argument("--min-size", type=int, default=800, help="image short side for 'step'")
     parser.add_argument("--max-size", type=int, default=1333)
     parser.add_argument("--test-images", type=int, default=2)
+    parser.add_argument("--opts", nargs="+", default=[], help="config options for 'step': KEY VALUE ...")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -351,6 +353,7 @@ def main(argv=None):
     times, extra = step_benchmark(
         methods, args.rounds, args.batch, device, dataset, warmup=1 if args.warmup is None else args.warmup,
         amp=args.amp, test_images=args.test_images, min_size=args.min_size, max_size=args.max_size,
+        opts=args.opts,
     )
     report(
         f"R-50 FPN, 1,203 classes, {args.min_size}-px images, batch {args.batch}, {args.rounds} "
