@@ -15,9 +15,15 @@ Two definitions of instance frequencies (``source``; LDA uses ``"sampled"``, bal
   balanced one, and under repeat-factor sampling ``P_u`` is the resampled distribution: reweighting
   by the raw annotation counts would correct for an imbalance RFS already partly removed.
 * ``"annotations"``: the raw instance counts in the annotations (the distribution without RFS).
-"""
-from typing import Callable, List, Sequence
 
+Over registered datasets (the providers, called at the first training step), the statistics are
+computed from the per-record class lists kept when the training loader loaded an LVIS-format
+dataset (:func:`projects_lda.data.datasets.loaded_class_lists`), with numpy; the dataset is
+loaded again only when those are not available (another loader, or a changed file).
+"""
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
 import torch
 
 from detectron2.data import DatasetCatalog
@@ -28,6 +34,7 @@ __all__ = [
     "class_frequencies_from_datasets",
     "class_image_counts",
     "load_training_dicts",
+    "repeat_factors_from_lists",
     "frequency_provider",
     "image_count_provider",
     "FREQ_SOURCES",
@@ -108,6 +115,55 @@ def load_training_dicts(dataset_names: List[str], filter_empty: bool = True) -> 
     return dicts
 
 
+def _loaded_class_lists(
+    dataset_names: List[str], num_classes: int, filter_empty: bool
+) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """
+    ``(category_ids, counts per record)`` of the training records, filtered as the training loader
+    filters them, from the class lists kept when the datasets were loaded; None if any dataset
+    was not loaded by :func:`projects_lda.data.datasets.load_lvis_format` in this process.
+    """
+    from .datasets import loaded_class_lists
+
+    parts = [loaded_class_lists(name) for name in dataset_names]
+    if not parts or any(p is None for p in parts):
+        return None
+    for name, (cats, _) in zip(dataset_names, parts):
+        if cats.size and not 0 <= int(cats.min()) <= int(cats.max()) < num_classes:
+            bad = int(cats.max()) if cats.max() >= num_classes else int(cats.min())
+            raise ValueError(
+                f"dataset {name!r} has category_id {bad}, outside [0, {num_classes}) "
+                f"(MODEL.ROI_HEADS.NUM_CLASSES={num_classes})"
+            )
+    cats = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    counts = np.concatenate([p[1] for p in parts])
+    if filter_empty:  # LVIS records hold no crowd annotation: empty means no annotation
+        counts = counts[counts > 0]
+    if not counts.size or not cats.size:
+        raise ValueError(f"training datasets {list(dataset_names)} hold no annotated image")
+    return cats, counts
+
+
+def repeat_factors_from_lists(
+    cats: np.ndarray, counts: np.ndarray, num_classes: int, repeat_thresh: float
+) -> np.ndarray:
+    """
+    detectron2's ``RepeatFactorTrainingSampler.repeat_factors_from_category_frequency`` on
+    per-record class lists, vectorised: ``r(c) = max(1, sqrt(t / f(c)))`` with ``f(c)`` the
+    fraction of records holding class c, and ``r(I) = max_{c in I} r(c)`` (1 without instance).
+    """
+    num_records = counts.size
+    record = np.repeat(np.arange(num_records), counts)
+    pairs = np.unique(record * num_classes + cats)
+    image_count = np.bincount(pairs % num_classes, minlength=num_classes)
+    fraction = image_count / num_records
+    with np.errstate(divide="ignore"):
+        class_factor = np.maximum(1.0, np.sqrt(repeat_thresh / fraction))
+    factors = np.ones(num_records)
+    np.maximum.at(factors, pairs // num_classes, class_factor[pairs % num_classes])
+    return factors
+
+
 def class_frequencies_from_datasets(
     dataset_names: List[str],
     num_classes: int,
@@ -117,8 +173,30 @@ def class_frequencies_from_datasets(
     filter_empty: bool = True,
 ) -> torch.Tensor:
     """:func:`class_frequencies` over registered datasets, loaded as the train loader loads them."""
-    dicts = load_training_dicts(dataset_names, filter_empty)
-    return class_frequencies(dicts, num_classes, source=source, repeat_thresh=repeat_thresh)
+    if source not in FREQ_SOURCES:
+        raise ValueError(f"MODEL.LDA.CLASS_FREQ_SOURCE must be one of {FREQ_SOURCES}, got {source!r}")
+    lists = _loaded_class_lists(dataset_names, num_classes, filter_empty)
+    if lists is None:
+        dicts = load_training_dicts(dataset_names, filter_empty)
+        return class_frequencies(dicts, num_classes, source=source, repeat_thresh=repeat_thresh)
+    cats, counts = lists
+    weights = None
+    if source == "sampled" and repeat_thresh > 0:
+        factors = repeat_factors_from_lists(cats, counts, num_classes, repeat_thresh)
+        weights = np.repeat(factors, counts)
+    freq = np.bincount(cats, weights=weights, minlength=num_classes)
+    return torch.from_numpy(freq.astype(np.float64)).to(torch.float32)
+
+
+def _image_counts_from_datasets(dataset_names, num_classes, filter_empty) -> torch.Tensor:
+    lists = _loaded_class_lists(dataset_names, num_classes, filter_empty)
+    if lists is None:
+        return class_image_counts(load_training_dicts(dataset_names, filter_empty), num_classes)
+    cats, counts = lists
+    record = np.repeat(np.arange(counts.size), counts)
+    pairs = np.unique(record * num_classes + cats)
+    freq = np.bincount(pairs % num_classes, minlength=num_classes)
+    return torch.from_numpy(freq.astype(np.float64)).to(torch.float32)
 
 
 def frequency_provider(
@@ -152,6 +230,6 @@ def image_count_provider(cfg) -> Callable[[], torch.Tensor]:
     filter_empty = cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
 
     def provide() -> torch.Tensor:
-        return class_image_counts(load_training_dicts(names, filter_empty), num_classes)
+        return _image_counts_from_datasets(names, num_classes, filter_empty)
 
     return provide

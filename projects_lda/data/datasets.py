@@ -45,14 +45,17 @@ import logging
 import os
 from collections import defaultdict
 
+import numpy as np
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
-from detectron2.data.datasets.lvis import load_lvis_json
+from detectron2.structures import BoxMode
 
 __all__ = [
     "EXTRA_DATASETS_ENV",
     "class_metadata",
     "load_lvis_format",
+    "loaded_class_lists",
     "lvis_frequency",
     "register_lvis_format",
     "register_embedded_lvis",
@@ -75,6 +78,10 @@ _BUILTIN_LVIS = {
 
 _LAZY = {}  # dataset name -> (lazy metadata keys, function returning a dict of metadata)
 _REGISTERED = {}  # dataset name -> what it was registered with (for idempotent registration)
+# dataset name -> (json_file, (mtime, size), category ids (int32), per-record counts (int64)) of
+# its last load in this process: the training-set class statistics (projects_lda.data.class_freq) are
+# computed from these instead of loading the dataset again
+_CLASS_LISTS = {}
 
 
 class LazyMetadata(Metadata):
@@ -135,6 +142,7 @@ def _set_metadata(name, values):
 def _read_json(json_file):
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"LVIS-format annotation file not found: {json_file}")
+    logger.info("Parsing %s", json_file)
     try:
         with open(json_file) as f:
             return json.load(f)
@@ -238,25 +246,93 @@ def _image_prefix(image_root):
     return image_root if not image_root or image_root.endswith(("/", os.sep)) else image_root + "/"
 
 
+def _file_stamp(path):
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+def _lvis_records(data, image_root):
+    """
+    detectron2 dataset dicts of a validated LVIS-format dict, as detectron2's ``load_lvis_json``
+    makes them (records sorted by image id, annotations in file order, ``category_id`` = LVIS id
+    - 1, file name from ``coco_url``), from the dict already parsed instead of parsing the file a
+    second time. The records share the boxes and polygons of ``data``.
+    """
+    anns_of = defaultdict(list)
+    for ann in data["annotations"]:
+        anns_of[ann["image_id"]].append(ann)
+    records = []
+    for img in sorted(data["images"], key=lambda i: i["id"]):
+        split_folder, file_name = img["coco_url"].split("/")[-2:]
+        records.append(
+            {
+                "file_name": os.path.join(image_root + split_folder, file_name),
+                "height": img["height"],
+                "width": img["width"],
+                "not_exhaustive_category_ids": img.get("not_exhaustive_category_ids", []),
+                "neg_category_ids": img.get("neg_category_ids", []),
+                "image_id": img["id"],
+                "annotations": [
+                    {
+                        "bbox": ann["bbox"],
+                        "bbox_mode": BoxMode.XYWH_ABS,
+                        "category_id": ann["category_id"] - 1,
+                        "segmentation": ann["segmentation"],
+                    }
+                    for ann in anns_of.pop(img["id"], ())
+                ],
+            }
+        )
+    return records
+
+
+def loaded_class_lists(name):
+    """
+    ``(category_ids, counts)`` of the records of dataset ``name`` as last loaded by
+    :func:`load_lvis_format` in this process: the contiguous category ids of all annotations
+    (int32, record after record) and the number of annotations of each record (int64). None when
+    it was not loaded here or its file changed since. O(instances) memory, not images x classes.
+    """
+    entry = _CLASS_LISTS.get(name)
+    if entry is None:
+        return None
+    json_file, stamp, cats, counts = entry
+    try:
+        if _file_stamp(json_file) != stamp:
+            return None
+    except OSError:
+        return None
+    return cats, counts
+
+
 def load_lvis_format(json_file, image_root, dataset_name=None, check_images=True):
     """
-    Validate an LVIS-format JSON file and load it with detectron2's ``load_lvis_json``.
+    Validate an LVIS-format JSON file and load it into detectron2 dataset dicts, the same dicts
+    as detectron2's ``load_lvis_json`` (the file is parsed once).
 
     Args:
         json_file (str): the LVIS-format annotation file.
         image_root (str): folder holding the split folders named in the images' ``coco_url``.
-        dataset_name (str or None): if given, the per-class metadata of this dataset is set.
+        dataset_name (str or None): if given, the per-class metadata of this dataset is set, and
+            its per-record class lists are kept for :func:`loaded_class_lists`.
         check_images (bool): check that every image file exists.
 
     Returns:
         list[dict]: detectron2 dataset dicts (``category_id`` = LVIS id - 1).
     """
+    stamp = _file_stamp(json_file) if os.path.isfile(json_file) else None
     data = _read_json(json_file)
     meta = class_metadata(data, json_file)
+    dicts = _lvis_records(data, _image_prefix(image_root))
     del data
+    logger.info("Loaded %d images in the LVIS format from %s", len(dicts), json_file)
     if dataset_name is not None:
         _set_metadata(dataset_name, meta)
-    dicts = load_lvis_json(json_file, _image_prefix(image_root), dataset_name=None)
+        counts = np.fromiter((len(d["annotations"]) for d in dicts), np.int64, len(dicts))
+        cats = np.fromiter(
+            (a["category_id"] for d in dicts for a in d["annotations"]), np.int32, counts.sum()
+        )
+        _CLASS_LISTS[dataset_name] = (json_file, stamp, cats, counts)
     if check_images:
         missing = [d for d in dicts if not os.path.isfile(d["file_name"])]
         if missing:

@@ -4,6 +4,11 @@ The loss terms of LDA (Long-tailed Distribution Adaptation, ACM MM 2021) as pure
 Notation (paper, Sec. 3): ``C`` foreground classes, ``n_k`` the training frequency of class k,
 ``N = sum_k n_k``. Every function here works on plain tensors and can be tested alone; the box
 predictor in :mod:`projects_lda.modeling.lda_fast_rcnn` wires them together.
+
+Half precision (float16 / bfloat16 inputs, e.g. under ``SOLVER.AMP.ENABLED``): the losses are
+computed in float32 from their inputs (class centres summed with ``index_add_`` overflow float16
+at LVIS scale, and cosine similarities lose their epsilon), and returned in float32; gradients
+flow back to the half-precision inputs. Only the foreground rows enter, so the casts are cheap.
 """
 from typing import Optional
 
@@ -66,6 +71,7 @@ def weighted_cross_entropy(
     Returns:
         scalar; 0 (connected to ``logits``) when there is no sample.
     """
+    logits = logits.float()
     if labels.numel() == 0:
         return logits.sum() * 0.0
     if normalizer is None:
@@ -80,8 +86,9 @@ def class_centres(features: torch.Tensor, labels: torch.Tensor):
     """
     Returns ``(classes, inverse, centres, counts)``: the classes present in ``labels`` (sorted),
     the index of each sample's class in ``classes``, the mean feature ``mu_k`` of each class, and
-    how many samples each has.
+    how many samples each has. Centres are float32 whatever the features' precision.
     """
+    features = features.float()
     classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     centres = features.new_zeros((classes.numel(), features.shape[1]))
     centres.index_add_(0, inverse, features)
@@ -95,7 +102,8 @@ def intra_class_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     ``1 - cos(z_i, mu_k)`` of its samples to its centre; averaged over those classes.
     Returns 0 (connected to ``features``) when no class has 2 samples.
     """
-    zero = features.sum() * 0.0
+    features = features.float()
+    zero = (features * 0.0).sum()  # 0 connected to features (a sum times 0 is NaN on overflow)
     if labels.numel() < 2:
         return zero
     classes, inverse, centres, counts = class_centres(features, labels)
@@ -119,7 +127,8 @@ def inter_class_loss(
     code's form; the paper's text weights the pairs, see docs/design.md).
     Returns 0 (connected to ``features``) with fewer than 2 classes.
     """
-    zero = features.sum() * 0.0
+    features = features.float()
+    zero = (features * 0.0).sum()
     if labels.numel() == 0:
         return zero
     classes, _, centres, _ = class_centres(features, labels)

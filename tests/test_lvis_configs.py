@@ -1,0 +1,97 @@
+"""
+The configs/LVISv1/ configs at LVIS v1's shape: schedule and backbone variants differ from their
+R-50 12-epoch sibling only where they should, and the R-50 config of every method (baseline, LDA,
+LDA cosine and the four peers) trains one iteration at 800 px with 1,203 classes and evaluates
+one image with 300 detections and score threshold 1e-4 (tools/run_lvis_configs.py; about 30 s
+of CPU each). The other LVIS configs are built in tests/test_configs.py. Random weights and a
+tiny learning rate: the losses mean nothing, only that they are finite and of the right terms.
+"""
+import glob
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from projects_lda import get_project_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import run_lvis_configs  # noqa: E402
+
+LVIS = sorted(glob.glob(str(ROOT / "configs/LVISv1/*.yaml")))
+NAME = re.compile(r"(?:(\w+)_)?mask_rcnn_(R_50|R_101|X_101_32x4d)_FPN_(12|24|36)ep_lvisv1\.yaml")
+SCHEDULE_KEYS = {"SOLVER.MAX_ITER", "SOLVER.STEPS"}
+BACKBONE_KEYS = {
+    "R_50": set(),
+    "R_101": {"MODEL.RESNETS.DEPTH", "MODEL.WEIGHTS"},
+    "X_101_32x4d": {
+        "MODEL.RESNETS.DEPTH", "MODEL.WEIGHTS", "MODEL.RESNETS.NUM_GROUPS",
+        "MODEL.RESNETS.WIDTH_PER_GROUP", "MODEL.RESNETS.STRIDE_IN_1X1", "MODEL.PIXEL_MEAN",
+        "MODEL.PIXEL_STD", "INPUT.FORMAT",
+    },
+}
+R50_METHODS = sorted(p for p in LVIS if "_R_50_FPN_12ep" in p)
+LOSS_TERMS = {"loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"}
+
+
+def _flat(cfg, prefix=""):
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _load(path):
+    cfg = get_project_cfg()
+    cfg.merge_from_file(str(path))
+    return _flat(cfg)
+
+
+def _diff(a, b):
+    return {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+
+def test_all_lvis_configs_are_named_by_method_backbone_and_schedule():
+    assert len(LVIS) == 23 and len(R50_METHODS) == 7
+    assert all(NAME.fullmatch(os.path.basename(p)) for p in LVIS)
+
+
+@pytest.mark.parametrize("path", LVIS, ids=os.path.basename)
+def test_variants_differ_from_their_r50_12ep_sibling_only_where_they_should(path):
+    method, backbone, epochs = NAME.fullmatch(os.path.basename(path)).groups()
+    prefix = f"{method}_" if method else ""
+    sibling = ROOT / "configs/LVISv1" / f"{prefix}mask_rcnn_R_50_FPN_12ep_lvisv1.yaml"
+    allowed = BACKBONE_KEYS[backbone] | (SCHEDULE_KEYS if epochs != "12" else set())
+    diff = _diff(_load(path), _load(sibling))
+    assert diff == allowed  # exactly: a variant that changes nothing is a copy
+    # and against the baseline of the same backbone and schedule: only the head
+    base = ROOT / "configs/LVISv1" / f"mask_rcnn_{backbone}_FPN_{epochs}ep_lvisv1.yaml"
+    head = _diff(_load(path), _load(base))
+    assert all(k == "MODEL.ROI_HEADS.NAME" or k.startswith(("MODEL.LDA.", "MODEL.PEERS."))
+               for k in head), sorted(head)
+
+
+@pytest.fixture(scope="module")
+def shaped_names(tmp_path_factory):
+    return run_lvis_configs.register_shaped(str(tmp_path_factory.mktemp("lvis_run")), "tiny", val_size=1)
+
+
+@pytest.mark.parametrize("path", R50_METHODS, ids=os.path.basename)
+def test_r50_config_trains_and_evaluates_at_lvis_shape(path, shaped_names, tmp_path):
+    row = run_lvis_configs.run_config(path, *shaped_names, str(tmp_path), iters=1, batch=1)
+    losses = row["losses"]
+    assert LOSS_TERMS <= set(losses), sorted(losses)
+    if "lda_" in os.path.basename(path):
+        assert {"loss_fgbg", "loss_cls_unbalanced", "loss_cls_balanced", "loss_intra",
+                "loss_inter"} <= set(losses)
+    assert all(math.isfinite(v) for v in losses.values()), losses
+    (n,) = row["detections_per_image"]
+    assert 0 < n <= 300
+    assert row["min_score"] >= 1e-4
+    assert {"bbox", "segm"} <= set(row["results"]) and "APr" in row["results"]["segm"]

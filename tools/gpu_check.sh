@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One command to check the project on a CUDA machine (about 5-8 minutes on one GPU):
+#   (a) the embedded LDA config end to end (train + LVIS evaluation) on the GPU;
+#   (b) the LVIS-shaped rehearsal (tools/lvis_rehearsal.py): R-50 FPN, 1,203 classes, 800 px,
+#       2 images per GPU (the configs' batch of 8 on 4 GPUs), baseline and LDA interleaved, with
+#       and without mixed precision (SOLVER.AMP.ENABLED): iterations/s, their ratio, peak GPU
+#       memory, non-finite losses; and the box predictors alone, every method against the baseline;
+#   (c) the CUDA tests (tests/test_cuda.py: buffers on the GPU, float64 counts over NCCL, scores).
+#
+#   bash tools/gpu_check.sh [OUT_DIR]            # on a machine with CUDA; fails without it
+#   bash tools/gpu_check.sh --dry-run [OUT_DIR]  # the same steps, tiny, on the CPU (the test suite runs it)
+#
+# Everything it prints is also written to OUT_DIR/gpu_check.log (default: ./output/gpu_check).
+set -euo pipefail
+
+DRY=0
+if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; shift; fi
+OUT="${1:-output/gpu_check}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+LOG="$OUT/gpu_check.log"
+: > "$LOG"
+cd "$ROOT"
+
+say() { echo "[gpu_check] $*" | tee -a "$LOG"; }
+run() { say "\$ $*"; local t0=$SECONDS; "$@" 2>&1 | tee -a "$LOG"; say "   ($((SECONDS - t0)) s)"; }
+
+if [[ $DRY == 0 ]]; then
+  if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    say "FAILED: CUDA is not available (torch.cuda.is_available() is False): this check needs a GPU."
+    say "        On a CPU machine, 'bash tools/gpu_check.sh --dry-run' rehearses the script itself."
+    exit 2
+  fi
+  DEVICE=cuda
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$LOG" || true
+  "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0))' | tee -a "$LOG"
+  EMB_OPTS=(MODEL.DEVICE cuda)
+  REH=(--device cuda --rounds 20 --warmup 3 --size 1k --test-images 4)
+  PRED=(--device cuda --rounds 30)
+else
+  DEVICE=cpu
+  say "DRY RUN on the CPU: tiny sizes, the figures mean nothing"
+  EMB_OPTS=(MODEL.DEVICE cpu SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 SOLVER.STEPS "()" \
+            SOLVER.IMS_PER_BATCH 2 DATALOADER.NUM_WORKERS 0 TEST.DETECTIONS_PER_IMAGE 20 \
+            MODEL.RPN.POST_NMS_TOPK_TEST 20)
+  REH=(--device cpu --rounds 1 --warmup 1 --size tiny --test-images 1 --min-size 160 --max-size 224 --threads 1
+       --opts MODEL.RPN.POST_NMS_TOPK_TRAIN 64 MODEL.RPN.POST_NMS_TOPK_TEST 20 MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 32)
+  PRED=(--device cpu --rounds 1 --warmup 0 --threads 1 --methods baseline lda)
+fi
+export DETECTRON2_DATASETS="${DETECTRON2_DATASETS:-$OUT/datasets}"
+CACHE="$OUT/lvis_shaped"
+
+say "(a) embedded LDA config, train + evaluation on $DEVICE"
+run "$PY" train_net.py --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml \
+  "${EMB_OPTS[@]}" OUTPUT_DIR "$OUT/embedded_lda"
+
+say "(b) LVIS-shaped rehearsal, baseline and LDA, float32 then mixed precision"
+run "$PY" tools/lvis_rehearsal.py step --methods baseline lda --cache "$CACHE" "${REH[@]}"
+run "$PY" tools/lvis_rehearsal.py step --amp --methods baseline lda --cache "$CACHE" "${REH[@]}"
+say "(b) box predictors alone, every method against the baseline"
+run "$PY" tools/lvis_rehearsal.py predictor "${PRED[@]}"
+
+say "(c) CUDA tests"
+if [[ $DRY == 0 ]]; then
+  run "$PY" -m pytest -q -rs tests/test_cuda.py
+else  # no CUDA: they must all be skipped, with their reason
+  run "$PY" -m pytest -q -rs tests/test_cuda.py -p no:cacheprovider
+fi
+say "done: log in $LOG"
