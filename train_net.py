@@ -23,14 +23,15 @@ import os
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
-from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
+from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 from projects_lda import get_project_cfg
 from projects_lda.checkpoint import SafeCheckpointer
 from projects_lda.engine import build_reproducible_train_loader, ddp_on_cpu, launch, make_reliable
+from projects_lda.evaluation import build_evaluator
 from projects_lda.mapper import SafeDatasetMapper
 from projects_lda.visualize import visualize_files
 
@@ -70,18 +71,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        if output_folder is None:
-            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "lvis")
-        if evaluator_type == "lvis":
-            return LVISEvaluator(
-                dataset_name,
-                output_dir=output_folder,
-                max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
-            )
-        if evaluator_type == "coco":
-            return COCOEvaluator(dataset_name, output_dir=output_folder)
-        raise ValueError(f"dataset {dataset_name!r}: no evaluator for type {evaluator_type!r}")
+        return build_evaluator(cfg, dataset_name, output_folder)
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -52,10 +52,12 @@ def add_lda_config(cfg):
 
 
 def get_project_cfg():
-    """detectron2's default config with the keys of LDA and of the peer methods added."""
+    """detectron2's default config with the keys of LDA, of the peer methods and of the evaluation."""
+    from .evaluation import add_evaluation_config
     from .modeling.peers.config import add_peers_config
 
     cfg = get_cfg()
     add_lda_config(cfg)
     add_peers_config(cfg)
+    add_evaluation_config(cfg)
     return cfg

@@ -68,9 +68,23 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
         for task in ("bbox", "segm"):
             assert set(run[task]) == set(benchmark.METRICS)
         assert run["sec_per_iter"] > 0 and run["sec_per_image"] > 0 and run["peak_rss_mb"] > 0
+        # the inference time is the evaluator's file, not log text
+        timing = json.loads(next((tmp_path / method / "seed0").glob(
+            "inference/*/evaluation_timing.json")).read_text())
+        assert run["sec_per_image"] == timing["inference_s_per_image"]
+        for task in ("bbox", "segm"):
+            a = run["analysis"][task]
+            assert set(a["tide"]["delta_ap"]) == {"Cls", "Loc", "Both", "Dupe", "Bkg", "Miss"}
+            assert all(0 <= v <= 100 for v in a["per_class_ap"].values())
+        assert len(run["analysis"]["class_image_count"]) == 6
         assert "LDAROIHeads" in run["config"] if method == "lda" else "StandardROIHeads" in run["config"]
     table = (tmp_path / "results.md").read_text()
     assert "| lda | 1 |" in table and "train time ratio" in table
+    # lda's difference from the baseline, with its bootstrap CI, equals the difference of the APs
+    d = data["comparisons"]["baseline"]["lda"]["0"]["bbox"]["AP"]
+    ap = {m: data["runs"][m]["0"]["bbox"]["AP"] for m in ("baseline", "lda")}
+    assert d[0] == pytest.approx(ap["lda"] - ap["baseline"], abs=1e-6) and d[1] <= d[0] <= d[2]
+    assert "bbox ΔAP vs baseline [95% CI]" in table and "ΔAP50 Cls" in table
     # a second call trains nothing again
     stamp = (tmp_path / "lda" / "seed0" / "run.json").stat().st_mtime_ns
     benchmark.main(argv)

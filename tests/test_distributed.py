@@ -4,7 +4,7 @@ Distributed training and evaluation on the CPU: two processes joined by a gloo p
 * DDP training through ``train_net.Trainer`` (detectron2's ``create_ddp_model``, no
   ``find_unused_parameters``) where worker 1's images have no annotation, so its batches hold
   no foreground: both workers end with identical weights and an identical LDA alpha window.
-* Evaluation split over the two processes (``LVISEvaluator`` gathers the predictions) gives the
+* Evaluation split over the two processes (the evaluator merges their match results) gives the
   same predictions and the same LVIS AP as one process.
 * ``train_net.py --num-gpus 2`` works on a machine without CUDA.
 """
@@ -77,7 +77,8 @@ def test_ddp_without_foreground_on_one_worker_and_distributed_eval(
     tiny_dataset, train_args, tmp_path
 ):
     out = tmp_path / "ddp"
-    args = train_args(out, "SOLVER.MAX_ITER", "3", "MODEL.LDA.WINDOW", "4")
+    json_on = ("TEST.LVIS_EVAL.WRITE_RESULTS_JSON", "True")  # the predictions compared below
+    args = train_args(out, "SOLVER.MAX_ITER", "3", "MODEL.LDA.WINDOW", "4", *json_on)
     launch(_ddp_worker, 2, dist_url="auto", args=(args, str(tmp_path), tiny_dataset["env"]))
 
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
@@ -100,7 +101,8 @@ def test_ddp_without_foreground_on_one_worker_and_distributed_eval(
     # the same checkpoint evaluated by one process: same predictions, same AP
     single = tmp_path / "single"
     res = train_net.main(
-        train_args(single, "MODEL.WEIGHTS", str(out / "model_final.pth"), eval_only=True)
+        train_args(single, "MODEL.WEIGHTS", str(out / "model_final.pth"), *json_on,
+                   eval_only=True)
     )
     dist_res = r0["eval"]
     assert dist_res and set(dist_res) == set(res) == {"bbox", "segm"}

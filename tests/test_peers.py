@@ -493,7 +493,7 @@ def test_two_training_iterations_then_eval_only_on_the_tiny_dataset(
         train_args(
             out, "MODEL.WEIGHTS", str(out / "model_final.pth"),
             "DATASETS.TRAIN", "('tiny_missing_train',)", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-            *opts, eval_only=True, config=config,
+            "TEST.LVIS_EVAL.WRITE_RESULTS_JSON", "True", *opts, eval_only=True, config=config,
         )
     )
     results = json.loads((out / "inference/tiny_embedded_val/lvis_instances_results.json")

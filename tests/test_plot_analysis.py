@@ -147,6 +147,28 @@ def test_ap_groups(tmp_path):
     _png(out)
 
 
+def test_per_class_ap(tmp_path, capsys):
+    def rec(ap):  # per-class AP of categories 1-3 (JSON keys are strings); category 3 has none
+        a = {"per_class_ap": {"1": ap, "2": ap + 20.0}}
+        return {"analysis": {"segm": a, "bbox": a, "class_image_count": {"1": 4, "2": 150, "3": 9},
+                             "class_frequency": {"1": "r", "2": "f", "3": "r"}}}
+
+    results = {"runs": {"baseline": {"0": rec(10.0), "1": rec(20.0)}, "lda": {"0": rec(30.0)}}}
+    count, freq, ap = pa.per_class_ap_stats(results, "segm")
+    assert count == {1: 4, 2: 150, 3: 9} and freq[2] == "f"
+    assert ap == {"baseline": {1: 15.0, 2: 35.0}, "lda": {1: 30.0, 2: 50.0}}
+    f = tmp_path / "results.json"
+    f.write_text(json.dumps(results))
+    out = tmp_path / "ap_per_class.png"
+    pa.main(["per-class-ap", "--results", str(f), "--out", str(out)])
+    _png(out)
+    printed = capsys.readouterr().out
+    assert "APr  15.0 (1 classes) APf  35.0 (1 classes)" in printed
+    assert "slope +12.7 AP per 10x training images" in printed  # 20 AP over log10(150 / 4)
+    with pytest.raises(SystemExit, match="no per-class AP"):
+        pa.per_class_ap_stats({"runs": {"baseline": {"0": {}}}})
+
+
 # ------------------------------------------------------------------------------ features
 def test_feature_distances_smoke(train_args, tmp_path, capsys):
     out_dir = tmp_path / "run"

@@ -10,32 +10,43 @@ write a side-by-side table.
 Each (method, seed) runs in its own process (`train_net.py` with `SEED`) into
 ``OUTPUT/<method>/seed<seed>/`` and leaves a ``run.json`` there; a run whose ``run.json`` exists
 is not trained again, so an interrupted benchmark resumes where it stopped; a run that fails is
-reported by name at the end (exit status 1) while the others go on. Runs are ordered
-seed by seed (baseline, lda, ... for seed 0, then seed 1, ...), so slow drifts of the machine
-touch every method alike; ``--jobs 2`` runs two at a time with one thread each (on a 2-core
-machine about twice the throughput of one run with two threads). Writes:
+reported by name at the end (exit status 1) while the others go on. Runs are started seed by
+seed (baseline, lda, ... for seed 0, then seed 1, ...), so slow drifts of the machine touch
+every method alike; ``--jobs 2`` runs two at a time (a ``concurrent.futures`` pool) with one
+thread each (on a 2-core machine about twice the throughput of one run with two threads).
+Every run writes its detections (``TEST.LVIS_EVAL.WRITE_RESULTS_JSON``) for the error analysis.
+Writes:
 
 * ``OUTPUT/results.json``: per method and seed, bbox and segm AP, AP50, APr, APc, APf; seconds
   per training iteration (median of detectron2's per-iteration times, the first 10% of the
-  iterations excluded as warm-up); seconds per inference image (detectron2's "pure compute"
-  time); peak memory (max RSS of the run's process, and peak CUDA memory on a GPU); the config;
+  iterations excluded as warm-up); seconds per inference image (from the evaluator's
+  ``evaluation_timing.json``: the inference loop's wall time per image without the
+  evaluator's own work); peak memory (max RSS of the run's process, and peak CUDA memory on a
+  GPU); the config; and the error analysis (``projects_lda/evaluation/analysis.py``): per-class
+  AP with the classes' training image counts, the TIDE breakdown (ΔAP50 of classification,
+  localisation, both, duplicate, background and missed errors) and what the detections make of
+  the ground-truth objects (own class, a confusable class of the same group, another group,
+  missed); under ``comparisons``, each method's AP and APr difference from the baseline and
+  from LDA of the same seed with a 95% bootstrap confidence interval over validation images;
 * ``OUTPUT/results.md``: means and spreads over seeds, each method's difference from the
-  baseline, and its time ratios against the baseline measured in the same benchmark.
+  baseline, its time ratios against the baseline measured in the same benchmark, and the
+  difference, TIDE and confusion tables.
 """
 import argparse
 import json
 import logging
 import math
 import os
-import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's projects_lda and train_net
 EMBEDDED = "configs/Embedded"
 
 # name -> (config file relative to the repository, extra config options)
@@ -88,30 +99,65 @@ def _median_iter_time(metrics_file):
     return statistics.median(warm or [r["time"] for r in rows])
 
 
-_INFER_RE = re.compile(r"Total inference pure compute time: \S+ \(([0-9.]+) s / iter per device")
+def _inference_time(out_dir):
+    """Seconds per test image, from the timing file the evaluator writes (the last test set)."""
+    files = sorted(Path(out_dir).glob("inference/*/evaluation_timing.json"),
+                   key=lambda f: f.stat().st_mtime)
+    return json.loads(files[-1].read_text())["inference_s_per_image"] if files else None
 
 
-def _inference_time(log_file):
-    found = _INFER_RE.findall(Path(log_file).read_text()) if Path(log_file).is_file() else []
-    return float(found[-1]) if found else None
+def _group_of(categories):
+    """Confusable group of a category of the embedded dataset: the shape in its name
+    (``disc_light``, ``disc_medium``, ``disc_dark`` are one group)."""
+    groups = {c["id"]: c["name"].rsplit("_", 1)[0] for c in categories}
+    return groups.__getitem__
+
+
+def analyse_run(val_json, results_json, max_dets):
+    """Per-class AP, TIDE breakdown and group confusions of one run, per task."""
+    from projects_lda.evaluation.analysis import (
+        evaluate_results, group_confusions, per_class_ap, tide_breakdown)
+
+    out = {}
+    for task in ("bbox", "segm"):
+        gt, ev = evaluate_results(val_json, results_json, task, max_dets)
+        cats = gt.load_cats(gt.get_cat_ids())
+        out[task] = {
+            "per_class_ap": per_class_ap(gt, ev),
+            "tide": tide_breakdown(ev),
+            "group_confusions": group_confusions(ev, _group_of(cats)),
+        }
+    out["class_image_count"] = {c["id"]: c.get("image_count") for c in cats}
+    out["class_frequency"] = {c["id"]: c.get("frequency") for c in cats}
+    return out
 
 
 def run_one(config_file, out_dir, seed, opts):
     """Trains and evaluates in this process; writes out_dir/run.json (used by the child)."""
-    sys.path.insert(0, str(ROOT))
     import torch
 
+    from detectron2.data import MetadataCatalog
+
     import train_net
+    from projects_lda import get_project_cfg
+    from projects_lda.evaluation.lvis_evaluation import RESULTS_JSON
 
     args = argparse.Namespace(
         config_file=config_file, eval_only=False, resume=True, num_gpus=1,
-        opts=list(opts) + ["SEED", str(seed), "OUTPUT_DIR", str(out_dir)],
+        # the detections JSON: the error analysis and the bootstrap read it
+        opts=list(opts) + ["SEED", str(seed), "OUTPUT_DIR", str(out_dir),
+                           "TEST.LVIS_EVAL.WRITE_RESULTS_JSON", "True"],
     )
     start = time.perf_counter()
     results = train_net.main(args)
     wall = time.perf_counter() - start
     if not results:
         raise RuntimeError(f"{out_dir}: training produced no evaluation results")
+    cfg = get_project_cfg()
+    cfg.merge_from_file(str(Path(out_dir) / "config.yaml"))  # as the run wrote it
+    test_set = cfg.DATASETS.TEST[0]
+    results_json = Path(out_dir) / "inference" / test_set / RESULTS_JSON
+    val_json = MetadataCatalog.get(test_set).json_file
     peak_kb = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
@@ -123,12 +169,20 @@ def run_one(config_file, out_dir, seed, opts):
         "config": (Path(out_dir) / "config.yaml").read_text(),
         **{task: {k: results[task][k] for k in METRICS} for task in ("bbox", "segm")},
         "sec_per_iter": _median_iter_time(Path(out_dir) / "metrics.json"),
-        "sec_per_image": _inference_time(Path(out_dir) / "log.txt"),
+        "sec_per_image": _inference_time(out_dir),
         "peak_rss_mb": peak_kb / 1024.0,
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20
         if torch.cuda.is_available() else None,
         "wall_seconds": wall,
+        "val_json": val_json,
+        "results_json": str(results_json),
+        "max_dets_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
     }
+    try:  # the analysis must not cost the training: a failure is recorded, the run kept
+        record["analysis"] = analyse_run(val_json, results_json, cfg.TEST.DETECTIONS_PER_IMAGE)
+    except Exception as e:  # noqa: BLE001
+        logger.warning("%s: error analysis failed: %s", out_dir, e)
+        record["analysis_error"] = f"{type(e).__name__}: {e}"
     tmp = Path(out_dir) / "run.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, Path(out_dir) / "run.json")  # written last: marks the run as finished
@@ -195,6 +249,84 @@ def markdown_table(summary, baseline="baseline"):
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------ analysis
+CI_METRICS = ("AP", "APr")
+
+
+def compare_runs(results, references, n_bootstrap, seed=0):
+    """
+    {reference: {method: {seed: {task: {metric: (difference, lower, upper)}}}}}: each method's
+    AP difference from each reference run of the same seed, with a 95% bootstrap CI over the
+    validation images (both evaluations resampled with the same images).
+    """
+    from projects_lda.evaluation.analysis import bootstrap_difference, evaluate_results
+
+    cache = {}
+
+    def evaluation(method, s, task):
+        if (method, s, task) not in cache:
+            run = results[method][s]
+            cache[method, s, task] = evaluate_results(
+                run["val_json"], run["results_json"], task, run.get("max_dets_per_image", 300))[1]
+        return cache[method, s, task]
+
+    out = {}
+    for ref in references:
+        for method, runs in results.items():
+            if method == ref:
+                continue
+            for s, run in runs.items():
+                if s not in results[ref] or "results_json" not in run or \
+                        "results_json" not in results[ref][s]:
+                    continue
+                try:
+                    out.setdefault(ref, {}).setdefault(method, {})[s] = {
+                        task: bootstrap_difference(evaluation(ref, s, task),
+                                                   evaluation(method, s, task), CI_METRICS,
+                                                   n_bootstrap, seed)
+                        for task in ("bbox", "segm")}
+                except Exception as e:  # noqa: BLE001  (the table shows "-")
+                    logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
+    return out
+
+
+def analysis_tables(results, comparisons, references):
+    """Markdown: differences with CIs, TIDE breakdown and group confusions (first seed)."""
+    lines = []
+    for task in ("bbox", "segm"):
+        head = ["method", "seed"] + [f"{task} Δ{m} vs {ref} [95% CI]"
+                                     for ref in references for m in CI_METRICS]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for method, runs in results.items():
+            for s in runs:
+                cells = []
+                for ref in references:
+                    d = comparisons.get(ref, {}).get(method, {}).get(s, {}).get(task)
+                    for m in CI_METRICS:
+                        cells.append("-" if d is None else
+                                     f"{d[m][0]:+.1f} [{d[m][1]:+.1f}, {d[m][2]:+.1f}]")
+                lines.append("| " + " | ".join([method, str(s)] + cells) + " |")
+        lines.append("")
+    errors = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
+    for task in ("bbox", "segm"):
+        head = ["method", "seed", f"{task} AP50"] + [f"ΔAP50 {e}" for e in errors] + \
+               ["objects: own class %", "group sibling %", "other group %", "missed %"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for method, runs in results.items():
+            for s, run in runs.items():
+                a = run.get("analysis", {}).get(task)
+                if a is None:
+                    continue
+                t, g = a["tide"], a["group_confusions"] or {}
+                row = [method, str(s), f"{t['ap50']:.1f}"] + \
+                      [f"{t['delta_ap'][e]:.1f}" for e in errors] + \
+                      [f"{g.get(k, float('nan')):.1f}" for k in
+                       ("own_class", "group_sibling", "other_group", "missed")]
+                lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------ driver
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -206,6 +338,8 @@ def get_parser():
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at a time (each with OMP_NUM_THREADS=1 when > 1); timings "
                         "are then measured under that shared load, for every method alike")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap samples (over val images) of the CIs of AP differences")
     parser.add_argument("--run-one", nargs=3, metavar=("CONFIG", "OUT_DIR", "SEED"),
                         help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -256,30 +390,33 @@ def main(argv=None):
     env = dict(os.environ)
     if args.jobs > 1:  # one intra-op thread per run: oversubscribed OpenMP threads crawl
         env.setdefault("OMP_NUM_THREADS", "1")
-    running, failed = [], []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            label, run_dir, cmd = pending.pop(0)
-            logger.info("%s: training into %s", label, run_dir)
-            log = open(run_dir / "stdout.txt", "ab")
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-            running.append((label, run_dir, proc, log))
-        done = [r for r in running if r[2].poll() is not None]
-        if not done:
-            time.sleep(1.0)
-            continue
-        for label, run_dir, proc, log in done:  # whichever finished first frees its slot
-            running.remove((label, run_dir, proc, log))
-            log.close()
-            if proc.returncode != 0:  # keep going: the other runs are still worth having
-                logger.error("%s failed (exit %d); see %s", label, proc.returncode,
-                             run_dir / "stdout.txt")
-                failed.append(f"{label} (exit {proc.returncode}, {run_dir / 'stdout.txt'})")
+
+    def train(label, run_dir, cmd):
+        logger.info("%s: training into %s", label, run_dir)
+        with open(run_dir / "stdout.txt", "ab") as log:
+            return subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  env=env).returncode
+
+    failed = []
+    # the pool starts runs in the order submitted (seed by seed); a free slot takes the next
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(train, *p): p for p in pending}
+        for future in as_completed(futures):
+            label, run_dir, _ = futures[future]
+            code = future.result()
+            if code != 0:  # keep going: the other runs are still worth having
+                logger.error("%s failed (exit %d); see %s", label, code, run_dir / "stdout.txt")
+                failed.append((label, f"{label} (exit {code}, {run_dir / 'stdout.txt'})"))
+    failed = [text for _, text in sorted(failed)]
     results = collect(out, methods, args.seeds)
     summary = summarize(results, args.baseline)
+    references = [r for r in (args.baseline, "lda") if r in results]
+    comparisons = compare_runs(results, references, args.bootstrap)
     (out / "results.json").write_text(json.dumps(
-        {"runs": results, "summary": summary, "baseline": args.baseline}, indent=2))
+        {"runs": results, "summary": summary, "baseline": args.baseline,
+         "comparisons": comparisons}, indent=2))
     table = markdown_table(summary, args.baseline if args.baseline in summary else None)
+    table += "\n" + analysis_tables(results, comparisons, references)
     (out / "results.md").write_text(table)
     print(table)
     if failed:

@@ -9,6 +9,9 @@ Analysis figures of the LDA paper for trained detectors (matplotlib, PNG).
     python tools/plot_analysis.py alpha --run output/lda --out alpha.png
     # AP, APr, APc, APf per method (mean over seeds, std as error bars)
     python tools/plot_analysis.py ap-groups --results output/benchmark/results.json --out ap.png
+    # per-class AP of every method against the class's training images
+    python tools/plot_analysis.py per-class-ap --results output/benchmark/results.json \
+        --out ap_per_class.png
     # intra-class vs inter-class cosine distances of box-head features of ground-truth boxes
     python tools/plot_analysis.py feature-distances --run base=output/base \
         --run lda_no_div=output/lda_no_div --run lda=output/lda --dataset lvis_embedded_val \
@@ -51,7 +54,9 @@ def parse_run(spec):
 
 
 def load_state(run_dir):
-    ckpt = torch.load(Path(run_dir) / "model_final.pth", map_location="cpu", weights_only=True)
+    from projects_lda.checkpoint import load_checkpoint_file  # errors name the file
+
+    ckpt = load_checkpoint_file(str(Path(run_dir) / "model_final.pth"))
     return ckpt.get("model", ckpt)
 
 
@@ -238,6 +243,62 @@ def plot_ap_groups(results_file, out, task="segm"):
     return _save(fig, out)
 
 
+def per_class_ap_stats(results, task="segm"):
+    """
+    results.json's dict -> (image_count, frequency, {method: {category id: AP}}): the training
+    image count and r/c/f group of every class, and each method's AP of the classes with ground
+    truth in val (mean over seeds).
+    """
+    per_method, image_count, frequency = {}, {}, {}
+    for method, runs in results["runs"].items():
+        rows = [r["analysis"] for r in runs.values() if "analysis" in r]
+        if not rows:
+            continue
+        for a in rows:
+            image_count.update({int(k): v for k, v in a["class_image_count"].items()})
+            frequency.update({int(k): v for k, v in a["class_frequency"].items()})
+        aps = [{int(k): float(v) for k, v in a[task]["per_class_ap"].items()} for a in rows]
+        cats = sorted(set().union(*aps))
+        per_method[method] = {c: statistics.fmean([ap.get(c, math.nan) for ap in aps])
+                              for c in cats}
+    if not per_method:
+        raise SystemExit("no per-class AP in the results (runs written before the error "
+                         "analysis have none: run tools/benchmark.py again)")
+    return image_count, frequency, per_method
+
+
+def plot_per_class_ap(results_file, out, task="segm"):
+    image_count, frequency, per_method = per_class_ap_stats(
+        json.loads(Path(results_file).read_text()), task)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    markers = "os^vD<>phx"
+    for i, (m, ap) in enumerate(per_method.items()):
+        cats = sorted(ap, key=lambda c: image_count.get(c) or 0)
+        x = np.array([image_count.get(c) or 0 for c in cats], dtype=float)
+        y = np.array([ap[c] for c in cats])
+        points = ax.scatter(x, y, s=18, marker=markers[i % len(markers)], label=m, alpha=0.8)
+        # least-squares line of AP on log10(training images): the trend of each method
+        ok = np.isfinite(y) & (x > 0)
+        slope = ""
+        if ok.sum() > 1:
+            k, b = np.polyfit(np.log10(x[ok]), y[ok], 1)
+            xs = np.array([x[ok].min(), x[ok].max()])
+            ax.plot(xs, k * np.log10(xs) + b, lw=1, color=points.get_facecolor()[0])
+            slope = f"  slope {k:+.1f} AP per 10x training images"
+        groups = {g: [ap[c] for c in cats if frequency.get(c) == g and np.isfinite(ap[c])]
+                  for g in "rcf"}
+        print(f"{m:20s} " + " ".join(f"AP{g} {statistics.fmean(v):5.1f} ({len(v)} classes)"
+                                     for g, v in groups.items() if v) + slope)
+    for edge in (10, 100):  # LVIS's group boundaries (training images)
+        ax.axvline(edge + 0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale; dashed: rare | common | frequent)")
+    ax.set_ylabel(f"{task} AP of the class (mean over seeds)")
+    ax.set_title(f"{task} per-class AP against training frequency")
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
 # ------------------------------------------------------------------------------ feature distances
 def class_distance_stats(features, labels):
     """
@@ -246,11 +307,11 @@ def class_distance_stats(features, labels):
     than 2 samples, as in Eq. 7); ``inter``: mean distance of its centre to the other centres;
     ``nearest``: distance to the nearest other centre (``nearest_class``); ``pairwise``: matrix.
     """
+    from projects_lda.lda_loss import class_centres  # the centres mu_k of Eq. 7 and 8
+
     z = torch.as_tensor(features, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
-    classes, inverse, counts = torch.unique(y, return_inverse=True, return_counts=True)
-    centres = torch.zeros(len(classes), z.shape[1], dtype=z.dtype).index_add_(0, inverse, z)
-    centres /= counts.unsqueeze(1)
+    classes, inverse, centres, counts = class_centres(z, y)
     dist = 1 - F.cosine_similarity(z, centres[inverse], dim=1, eps=1e-12)
     intra = torch.zeros(len(classes), dtype=z.dtype).index_add_(0, inverse, dist) / counts
     intra[counts < 2] = float("nan")
@@ -266,13 +327,14 @@ def class_distance_stats(features, labels):
 
 
 def load_model(run_dir):
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
+
+    from projects_lda.checkpoint import SafeCheckpointer
 
     cfg = load_cfg(run_dir)
     cfg.MODEL.WEIGHTS = str(Path(run_dir) / "model_final.pth")
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return cfg, model.eval()
 
 
@@ -365,6 +427,7 @@ def get_parser():
         ("weight-norms", "classifier weight norms by class frequency (Fig. 4a)"),
         ("alpha", "alpha and the g_u / g_b training accuracies (Fig. 6b)"),
         ("ap-groups", "AP, APr, APc, APf per method from a benchmark's results.json"),
+        ("per-class-ap", "per-class AP against training frequency, from a results.json"),
         ("feature-distances", "intra/inter-class distances of ground-truth box features")]}
     for name in ("weight-norms", "feature-distances"):
         cmd[name].add_argument("--run", action="append", required=True,
@@ -372,6 +435,8 @@ def get_parser():
     cmd["alpha"].add_argument("--run", required=True, help="OUTPUT_DIR of an LDA run")
     cmd["ap-groups"].add_argument("--results", required=True)
     cmd["ap-groups"].add_argument("--task", choices=("segm", "bbox"), default="segm")
+    cmd["per-class-ap"].add_argument("--results", required=True)
+    cmd["per-class-ap"].add_argument("--task", choices=("segm", "bbox"), default="segm")
     p = cmd["feature-distances"]
     p.add_argument("--dataset", default="lvis_embedded_val")
     p.add_argument("--max-images", type=int, default=None)
@@ -388,6 +453,8 @@ def main(argv=None):
         return plot_alpha(a.run, a.out)
     if a.command == "ap-groups":
         return plot_ap_groups(a.results, a.out, a.task)
+    if a.command == "per-class-ap":
+        return plot_per_class_ap(a.results, a.out, a.task)
     runs = [parse_run(r) for r in a.run]
     if a.command == "weight-norms":
         return plot_weight_norms(runs, a.out)

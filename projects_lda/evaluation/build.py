@@ -1,0 +1,37 @@
+import os
+
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import COCOEvaluator, LVISEvaluator
+
+from .lvis_evaluation import HotcocoLVISEvaluator
+
+BACKENDS = ("hotcoco", "lvis-api")
+
+
+def build_evaluator(cfg, dataset_name, output_folder=None):
+    """
+    The evaluator of a test dataset: for LVIS-type datasets the backend of
+    ``cfg.TEST.LVIS_EVAL.BACKEND`` (hotcoco, streamed; or detectron2's LVISEvaluator), for
+    COCO-type datasets detectron2's COCOEvaluator.
+    """
+    if output_folder is None:
+        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "lvis")
+    if evaluator_type == "lvis":
+        backend = cfg.TEST.LVIS_EVAL.BACKEND
+        if backend == "hotcoco":
+            return HotcocoLVISEvaluator(
+                dataset_name,
+                output_dir=output_folder,
+                max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+                write_results_json=cfg.TEST.LVIS_EVAL.WRITE_RESULTS_JSON,
+            )
+        if backend == "lvis-api":  # detectron2's evaluator always writes the results JSON
+            return LVISEvaluator(
+                dataset_name, output_dir=output_folder,
+                max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+            )
+        raise ValueError(f"TEST.LVIS_EVAL.BACKEND: unknown backend {backend!r}; one of {BACKENDS}")
+    if evaluator_type == "coco":
+        return COCOEvaluator(dataset_name, output_dir=output_folder)
+    raise ValueError(f"dataset {dataset_name!r}: no evaluator for type {evaluator_type!r}")

@@ -1,0 +1,330 @@
+"""
+LVIS evaluation on hotcoco's LVIS mode, streamed: a detectron2 ``DatasetEvaluator`` with the
+results of detectron2's ``LVISEvaluator`` (lvis-api), computed without keeping the detections.
+
+Each process matches the images it predicts as they come (``hotcoco.StreamingEval``) and keeps
+only the per-image match results; ``evaluate()`` merges those on the main process. Per image,
+as lvis-api with detectron2's ``LVISEvaluator``:
+
+* the ``max_dets_per_image`` highest-scoring detections are kept (``LVISResults``' cap, ties in
+  the model's order), whatever their category;
+* of those, detections of a category that is neither annotated in the image nor in its
+  ``neg_category_ids`` are dropped before matching (``LVISEval._prepare`` ignores them). They
+  cannot change any number, so their boxes are not converted and their masks not RLE-encoded;
+* segm results carry no ``bbox``, so a detection's area is its mask area (detectron2 removes
+  the box for the same reason).
+
+Images of the dataset that no process predicted count as images without detections (lvis-api
+evaluates every image of the ground truth). The metrics are reported in percent under the keys
+of detectron2's ``LVISEvaluator``.
+"""
+import copy
+import itertools
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+import detectron2.utils.comm as comm
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+from detectron2.structures import BoxMode
+from detectron2.utils.file_io import PathManager
+from detectron2.utils.logger import create_small_table
+
+__all__ = ["HotcocoLVISEvaluator", "LVIS_METRICS", "select_detections"]
+
+# the keys of detectron2's LVISEvaluator, per task
+LVIS_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+TIMING_FILE = "evaluation_timing.json"
+RESULTS_JSON = "lvis_instances_results.json"
+
+logger = logging.getLogger(__name__)
+
+
+def select_detections(scores, classes, max_dets, relevant):
+    """
+    Indices of the detections of one image that can change an LVIS metric, in the model's order.
+
+    Args:
+        scores (Tensor[N]), classes (Tensor[N] of dataset category ids):
+        max_dets (int): lvis-api's per-image cap (top ``max_dets`` scores over all categories;
+            a negative value keeps all).
+        relevant (Tensor[M]): the image's annotated and negative category ids.
+
+    Returns:
+        (top, kept): ``top`` the indices under the cap (what lvis-api's ``LVISResults`` keeps),
+        ``kept`` those of them whose category is in ``relevant``.
+    """
+    n = len(scores)
+    if 0 <= max_dets < n:
+        # Python's sorted(reverse=True), as lvis-api uses it, keeps ties in their order
+        order = torch.sort(scores, descending=True, stable=True).indices[:max_dets]
+        top = torch.sort(order).values
+    else:
+        top = torch.arange(n)
+    kept = top[torch.isin(classes[top], relevant)]
+    return top, kept
+
+
+class HotcocoLVISEvaluator(DatasetEvaluator):
+    """
+    Box and mask AP of an LVIS-format dataset with lvis-api's rules (federated negatives and
+    not-exhaustive categories, 300 detections per image, r/c/f groups), computed by hotcoco.
+    """
+
+    def __init__(
+        self,
+        dataset_name,
+        tasks=None,
+        distributed=True,
+        output_dir=None,
+        *,
+        max_dets_per_image=300,
+        write_results_json=False,
+    ):
+        """
+        Args:
+            dataset_name (str): a registered dataset whose metadata has ``json_file``.
+            tasks (tuple[str] or None): "bbox" and/or "segm"; None: "segm" as well when the
+                predictions have masks (decided on the first image that has detections).
+            distributed (bool): merge the match results of all processes on the main one.
+            output_dir (str or None): where the per-category results (``lvis_eval_<task>.json``),
+                the timing file and, if asked, the results JSON are written.
+            max_dets_per_image (int): detections kept per image (LVIS: 300; -1 keeps all).
+            write_results_json (bool): also write every kept detection in the LVIS server's
+                format (``lvis_instances_results.json``), as detectron2's LVISEvaluator does.
+        """
+        import hotcoco  # a required dependency (setup.cfg); imported here to keep import light
+
+        self._hotcoco = hotcoco
+        self._dataset_name = dataset_name
+        self._tasks = tuple(tasks) if tasks else None
+        self._distributed = distributed
+        self._output_dir = output_dir
+        self._max_dets = -1 if max_dets_per_image is None else int(max_dets_per_image)
+        self._metadata = MetadataCatalog.get(dataset_name)
+        json_file = self._metadata.get("json_file", None)
+        if json_file is None:
+            raise ValueError(f"dataset {dataset_name!r}: its metadata has no json_file to "
+                             "evaluate against")
+        json_file = PathManager.get_local_path(json_file)
+        self._gt = hotcoco.COCO(json_file)
+        self._json_file = json_file
+        self._img_ids = set(self._gt.get_img_ids())
+        self._categories = self._gt.load_cats(self._gt.get_cat_ids())
+        self._do_evaluation = len(self._gt.get_ann_ids()) > 0
+        self._write_json = bool(write_results_json) or not self._do_evaluation
+        if hasattr(self._metadata, "thing_dataset_id_to_contiguous_id"):
+            mapping = self._metadata.thing_dataset_id_to_contiguous_id
+            table = torch.full((max(mapping.values()) + 1,), -1, dtype=torch.long)
+            for dataset_id, contiguous in mapping.items():
+                table[contiguous] = dataset_id
+        else:  # LVIS: contiguous id k is category k + 1
+            table = torch.tensor([c["id"] for c in self._categories]).sort().values
+            if not torch.equal(table, torch.arange(1, len(table) + 1)):
+                raise ValueError(f"{json_file}: category ids are not 1..{len(table)}; register "
+                                 "the dataset with thing_dataset_id_to_contiguous_id")
+        self._class_to_id = table
+        self.reset()
+
+    def reset(self):
+        self._streams = None  # created with the tasks, on the first image with detections
+        self._seen = []
+        self._pending_empty = []  # images without detections met before the tasks were known
+        self._json_rows = []
+        self._time = {"first_process": None, "process_s": 0.0, "last_process_end": None}
+
+    # ------------------------------------------------------------------------------ process
+    def _start(self, has_masks):
+        tasks = self._tasks or (("bbox", "segm") if has_masks else ("bbox",))
+        self._streams = {
+            t: self._hotcoco.StreamingEval(self._categories, t, lvis_style=True) for t in tasks
+        }
+
+    def _image(self, image_id):
+        if image_id not in self._img_ids:
+            raise ValueError(f"image_id {image_id!r} is not an image of {self._dataset_name!r} "
+                             f"({self._json_file})")
+        img = self._gt.load_imgs([image_id])[0]
+        img.setdefault("neg_category_ids", [])
+        img.setdefault("not_exhaustive_category_ids", [])
+        return img
+
+    def _dataset_ids(self, image_id, classes):
+        bad = (classes < 0) | (classes >= len(self._class_to_id))
+        ids = self._class_to_id[classes.clamp(0, len(self._class_to_id) - 1)]
+        bad |= ids < 0
+        if bad.any():
+            raise ValueError(
+                f"image {image_id}: predicted class {int(classes[bad][0])} has no category in "
+                f"{self._dataset_name!r} ({len(self._categories)} categories); is "
+                "MODEL.ROI_HEADS.NUM_CLASSES the dataset's number of classes?")
+        return ids
+
+    def process(self, inputs, outputs):
+        start = time.perf_counter()
+        if self._time["first_process"] is None:
+            self._time["first_process"] = start
+        for input, output in zip(inputs, outputs):
+            self._process_one(input["image_id"], output["instances"].to("cpu"))
+        end = time.perf_counter()
+        self._time["process_s"] += end - start
+        self._time["last_process_end"] = end
+
+    def _process_one(self, image_id, instances):
+        img = self._image(image_id)
+        self._seen.append(image_id)
+        classes = self._dataset_ids(image_id, instances.pred_classes)
+        if self._streams is None:
+            if len(instances) == 0 and self._tasks is None:
+                self._pending_empty.append(image_id)
+                return
+            self._start(instances.has("pred_masks"))
+            for empty in self._pending_empty:
+                self._update_empty(empty)
+            self._pending_empty = []
+        gts = self._gts(image_id)
+        relevant = torch.tensor(
+            sorted({a["category_id"] for a in gts} | set(img["neg_category_ids"])),
+            dtype=torch.long)
+        top, kept = select_detections(instances.scores, classes, self._max_dets, relevant)
+        if self._write_json:
+            rows = instances_to_coco_json(instances[top], image_id)
+            for row, cat in zip(rows, classes[top].tolist()):
+                row["category_id"] = cat
+            self._json_rows.extend(rows)
+        if not self._do_evaluation:  # a test set: the results JSON is the only output
+            return
+        if len(kept) == 0:
+            for stream in self._streams.values():
+                stream.update([img], gts, np.zeros((0, 7)))
+            return
+        scores, cats = instances.scores[kept], classes[kept]
+        for task, stream in self._streams.items():
+            if task == "bbox":
+                boxes = BoxMode.convert(instances.pred_boxes.tensor[kept].numpy(),
+                                        BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
+                dets = np.empty((len(kept), 7))
+                dets[:, 0] = image_id
+                dets[:, 1:5] = boxes
+                dets[:, 5] = scores.numpy()
+                dets[:, 6] = cats.numpy()
+                stream.update([img], gts, dets)
+            else:  # segm: dicts without bbox, so that the area is the mask's
+                if not instances.has("pred_masks"):
+                    raise ValueError(f"image {image_id}: segm evaluation asked for, but the "
+                                     "predictions have no pred_masks")
+                masks = instances.pred_masks.numpy()
+                if masks.ndim == 4:  # (N, 1, H, W)
+                    masks = masks[:, 0]
+                encode = self._hotcoco.mask.encode  # (H, W) C-ordered masks, as they are
+                stream.update([img], gts, [
+                    {"image_id": image_id, "category_id": c, "segmentation": encode(masks[i]),
+                     "score": s}
+                    for i, s, c in zip(kept.tolist(), scores.tolist(), cats.tolist())
+                ])
+
+    def _gts(self, image_id):
+        return self._gt.load_anns(self._gt.get_ann_ids(img_ids=[image_id]))
+
+    def _update_empty(self, image_id):
+        img, gts = self._image(image_id), self._gts(image_id)
+        for stream in self._streams.values():
+            stream.update([img], gts, np.zeros((0, 7)))
+
+    # ------------------------------------------------------------------------------ evaluate
+    def _timing(self, num_images, evaluate_s):
+        t = self._time
+        loop = (t["last_process_end"] - t["first_process"]) if t["first_process"] else 0.0
+        return {
+            "num_images": num_images,
+            # wall time of the inference loop without the evaluator's own work, per image of
+            # this process (from its first to its last image; data loading included)
+            "inference_s_per_image": (loop - t["process_s"]) / max(len(self._seen) - 1, 1),
+            "evaluator_process_s": t["process_s"],
+            "evaluate_s": evaluate_s,
+        }
+
+    def evaluate(self):
+        start = time.perf_counter()
+        payload = {
+            "streams": None if self._streams is None
+            else {t: s.to_bytes() for t, s in self._streams.items()},
+            "pending_empty": self._pending_empty,
+            "seen": self._seen,
+            "json": self._json_rows,
+        }
+        if self._distributed:
+            comm.synchronize()
+            payloads = comm.gather(payload, dst=0)
+            if not comm.is_main_process():
+                return
+        else:
+            payloads = [payload]
+        seen = list(itertools.chain.from_iterable(p["seen"] for p in payloads))
+        if not seen:
+            logger.warning("[HotcocoLVISEvaluator] Did not receive valid predictions.")
+            return {}
+        if len(set(seen)) != len(seen):
+            dup = sorted({i for i in seen if seen.count(i) > 1})[:5]
+            raise ValueError(f"images evaluated more than once (by one or several processes): "
+                             f"{dup}")
+        if self._output_dir:
+            PathManager.mkdirs(self._output_dir)
+        if self._write_json:
+            self._save_json(list(itertools.chain.from_iterable(p["json"] for p in payloads)))
+        results = OrderedDict()
+        if self._do_evaluation:
+            results = self._merge_and_evaluate(payloads, set(seen))
+        if self._output_dir:
+            timing = self._timing(len(seen), time.perf_counter() - start)
+            with PathManager.open(os.path.join(self._output_dir, TIMING_FILE), "w") as f:
+                json.dump(timing, f, indent=2)
+        return copy.deepcopy(results)
+
+    def _save_json(self, rows):
+        if not self._output_dir:
+            logger.warning("No output_dir: the LVIS results JSON is not written")
+            return
+        path = os.path.join(self._output_dir, RESULTS_JSON)
+        logger.info("Saving results to %s", path)
+        with PathManager.open(path, "w") as f:
+            json.dump(rows, f)
+
+    def _merge_and_evaluate(self, payloads, seen):
+        hotcoco = self._hotcoco
+        shards = [p["streams"] for p in payloads if p["streams"] is not None]
+        if not shards:  # no image of any process had a detection
+            self._start(has_masks=False)
+            shards = [{t: s.to_bytes() for t, s in self._streams.items()}]
+        tasks = sorted(shards[0])
+        results = OrderedDict()
+        for task in tasks:
+            merged = hotcoco.StreamingEval.merge(
+                [hotcoco.StreamingEval.from_bytes(s[task]) for s in shards])
+            # images that had no detection before the tasks were known, and images no process
+            # predicted: lvis-api evaluates every image, their ground truth counts as missed
+            empty = {i for p in payloads for i in p["pending_empty"]}
+            unseen = self._img_ids - seen
+            if unseen:
+                logger.warning("%d images of %s were not predicted; their ground truth counts "
+                               "as missed, as in lvis-api", len(unseen), self._dataset_name)
+            for image_id in sorted(empty | unseen):
+                merged.update([self._image(image_id)], self._gts(image_id), np.zeros((0, 7)))
+            ev = merged.finalize()
+            ev.accumulate()
+            ev.summarize()
+            stats = ev.get_results()
+            res = {m: float(stats[m] * 100) for m in LVIS_METRICS}
+            logger.info("Evaluation results for %s: \n%s", task, create_small_table(res))
+            if self._output_dir:
+                ev.save_results(os.path.join(self._output_dir, f"lvis_eval_{task}.json"),
+                                per_class=True)
+            results[task] = res
+        return results
