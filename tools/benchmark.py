@@ -161,6 +161,12 @@ def run_one(config_file, out_dir, seed, opts):
     per_set = results if len(test_sets) > 1 else {test_sets[0]: results}
     test_set = test_sets[-1]
     results = per_set[test_set]
+    for name, r in per_set.items():
+        missing = [task for task in ("bbox", "segm") if task not in r]
+        if missing:  # detectron2's LVIS evaluation skips segm when there is no detection at all
+            raise RuntimeError(f"{out_dir}: no {'/'.join(missing)} results on {name} (the model "
+                               "made no detection; see TEST.DETECTIONS_PER_IMAGE and "
+                               "MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
     results_json = Path(out_dir) / "inference" / test_set / RESULTS_JSON
     val_json = MetadataCatalog.get(test_set).json_file
     peak_kb = max(

@@ -89,7 +89,8 @@ def select(scores, settings):
         return None, missing
     # best first; equal scores: the earlier setting (the paper's default first)
     ranked = sorted(settings, key=lambda s: (-scores[s][TUNE_SEED], settings.index(s)))
-    if len(ranked) == 1 or scores[ranked[0]][TUNE_SEED] - scores[ranked[1]][TUNE_SEED] >= TIE_MARGIN:
+    best = [scores[s][TUNE_SEED] for s in ranked[:2]]
+    if len(ranked) == 1 or best[0] - best[1] >= TIE_MARGIN:
         return ranked[0], []
     top = ranked[:2]
     missing = [(s, TIE_SEED) for s in top if TIE_SEED not in scores[s]]
