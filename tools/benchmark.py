@@ -418,9 +418,7 @@ def protocol_main(args, execute=None):
             for seed in seeds:
                 if (method, name, seed) in done:
                     results.setdefault(label, {})[seed] = done[method, name, seed]
-    report = Path(args.records) / variant
-    report.mkdir(parents=True, exist_ok=True)
-    table = _write_report(results, args, report, out)
+    table = _write_report(results, args, Path(args.records) / variant, out)
     print(table)
     undecided = [m for m in grids if m not in picked]
     if failed or undecided:
@@ -436,7 +434,8 @@ def _write_report(results, args, report_dir, out):
     comparisons = compare_runs(results, references, args.bootstrap)
     table = markdown_table(summary, args.baseline if args.baseline in summary else None)
     table += "\n" + analysis_tables(results, comparisons, references)
-    out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, report_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(
         {"runs": results, "summary": summary, "baseline": args.baseline,
          "comparisons": comparisons}, indent=2))
