@@ -6,6 +6,14 @@ write a side-by-side table.
     python tools/benchmark.py --methods baseline lda --seeds 0 1 2 --output output/benchmark
     python tools/benchmark.py --methods lda lda_no_div lda_fixed_alpha lda_b --seeds 0 \
         --output output/ablation SOLVER.MAX_ITER 300     # trailing KEY VALUE pairs: all runs
+    python tools/benchmark.py --tune --variant exhaustive --jobs 2   # docs/benchmark_protocol.md
+    python tools/benchmark.py --report docs/benchmark/tuned_exhaustive.json --jobs 2
+
+``--tune`` tunes every method on the variant's val split with the same budget, writes the chosen
+settings to ``docs/benchmark/tuned_<variant>.json`` and reports them (and the papers' defaults)
+on its test split; ``--report`` reports the settings of such a file. Their finished runs' result
+files are kept under ``docs/benchmark/runs/`` (tracked), from which they resume
+(``tools/benchmark_protocol.py``). Without them:
 
 Each (method, seed) runs in its own process (`train_net.py` with `SEED`) into
 ``OUTPUT/<method>/seed<seed>/`` and leaves a ``run.json`` there; a run whose ``run.json`` exists
