@@ -307,7 +307,7 @@ def class_distance_stats(features, labels):
     than 2 samples, as in Eq. 7); ``inter``: mean distance of its centre to the other centres;
     ``nearest``: distance to the nearest other centre (``nearest_class``); ``pairwise``: matrix.
     """
-    from projects_lda.lda_loss import class_centres  # the centres mu_k of Eq. 7 and 8
+    from projects_lda.modeling.lda_loss import class_centres  # the centres mu_k of Eq. 7 and 8
 
     z = torch.as_tensor(features, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
