@@ -52,7 +52,7 @@ def add_lda_config(cfg):
 
 
 def get_project_cfg():
-    """detectron2's default config with the keys of LDA, of the peer methods and of the evaluation."""
+    """detectron2's default config with the keys of LDA, the peer methods and the evaluation."""
     from .evaluation import add_evaluation_config
     from .modeling.peers.config import add_peers_config
 

@@ -10,8 +10,6 @@ import pytest
 import torch
 from test_evaluation import _register, _run, _synthetic_outputs
 
-from detectron2.evaluation.coco_evaluation import instances_to_coco_json
-
 from projects_lda.evaluation import LVIS_METRICS, HotcocoLVISEvaluator
 from projects_lda.evaluation.analysis import (
     TIDE_ERRORS, bootstrap_difference, evaluate_results, group_confusions, per_class_ap,

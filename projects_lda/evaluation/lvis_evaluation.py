@@ -195,7 +195,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             dtype=torch.long)
         top, kept = select_detections(instances.scores, classes, self._max_dets, relevant)
         if self._write_json:
-            rows = instances_to_coco_json(instances[top], image_id)
+            capped = instances if len(top) == len(instances) else instances[top]  # no copy
+            rows = instances_to_coco_json(capped, image_id)
             for row, cat in zip(rows, classes[top].tolist()):
                 row["category_id"] = cat
             self._json_rows.extend(rows)

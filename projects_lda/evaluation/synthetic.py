@@ -16,7 +16,7 @@ import torch
 
 from detectron2.structures import Boxes, Instances
 
-__all__ = ["LVIS_V1_SPLIT", "make_lvis_like_gt", "make_detections"]
+__all__ = ["LVIS_V1_SPLIT", "index_by_image", "make_detections", "make_lvis_like_gt"]
 
 LVIS_V1_SPLIT = (337, 461, 405)  # rare, common, frequent categories of LVIS v1
 
