@@ -12,27 +12,41 @@ Runs on the CPU when CUDA is not available; ``--num-gpus N`` then starts N CPU p
 After training (and with --eval-only) a few validation images with their predictions are drawn
 into OUTPUT_DIR/vis/.
 
-Reliability (see projects_lda/engine.py, checkpoint.py and mapper.py): a resumed run continues
-exactly as an uninterrupted one; checkpoints are loaded with torch.load(weights_only=True) and
-written atomically; unreadable training images are skipped with a warning; a non-finite loss stops
-the run naming the iteration and the loss term.
+Reliability (docs/reliability.md; projects_lda/engine/ and projects_lda/data/loader.py): a
+resumed run continues exactly as an uninterrupted one; checkpoints are loaded with
+torch.load(weights_only=True) and written atomically; unreadable training images are skipped with
+a warning; a non-finite loss stops the run naming the iteration and the loss term.
 """
 import logging
 import os
+import weakref
 
 import torch
 
 import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog, build_detection_test_loader
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
+from detectron2.engine import (
+    DefaultTrainer,
+    TrainerBase,
+    create_ddp_model,
+    default_argument_parser,
+    default_setup,
+)
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 from projects_lda import get_project_cfg
-from projects_lda.checkpoint import SafeCheckpointer
-from projects_lda.engine import build_reproducible_train_loader, ddp_on_cpu, launch, make_reliable
+from projects_lda.data.loader import ReproducibleTrainLoader, build_reproducible_train_loader
+from projects_lda.data.mapper import SafeDatasetMapper
+from projects_lda.engine import (
+    CheckedAMPTrainer,
+    CheckedSimpleTrainer,
+    RunStateHook,
+    SafeCheckpointer,
+    launch,
+)
+from projects_lda.engine.compat import split_weights_query
 from projects_lda.evaluation import build_evaluator
-from projects_lda.mapper import SafeDatasetMapper
 from projects_lda.visualize import visualize_files
 
 logger = logging.getLogger("projects_lda")
@@ -40,33 +54,61 @@ logger = logging.getLogger("projects_lda")
 
 class Trainer(DefaultTrainer):
     """
-    DefaultTrainer with LVIS evaluation, a data mapper that names unreadable images, and the
-    reliability changes of :func:`projects_lda.engine.make_reliable` (exact resume, named
-    non-finite losses, safe atomic checkpoints, DDP on the CPU).
+    DefaultTrainer with LVIS evaluation, the reproducible training loader, a data mapper that
+    names unreadable images, a training loop that names non-finite loss terms, safe atomic
+    checkpoints, exact resume (:class:`~projects_lda.engine.RunStateHook`) and DDP on the CPU.
     """
 
     def __init__(self, cfg):
-        with ddp_on_cpu():  # detectron2 0.6 passes CUDA device_ids to DDP, even for a CPU model
-            super().__init__(cfg)
-        make_reliable(self)
+        # DefaultTrainer.__init__, step by step, with the checked trainer, the safe checkpointer
+        # and a DDP wrapper that also works on the CPU (detectron2 gives DDP CUDA device_ids)
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_cuda = next(model.parameters()).device.type == "cuda"
+        model = create_ddp_model(
+            model,
+            broadcast_buffers=False,
+            device_ids=[comm.get_local_rank()] if on_cuda else None,
+        )
+        checked = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
+        self._trainer = checked(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = SafeCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
-    # detectron2 0.6's DefaultTrainer does not save the optimizer: a resumed run restarted SGD
-    # momentum from zero and took its first step at the warm-up start LR (the LR schedule is
-    # restored, but not the LR it had set in the optimizer). Saved under "_trainer", as later
-    # detectron2 versions do.
+    def build_hooks(self):
+        loader = self._trainer.data_loader
+        if isinstance(loader, ReproducibleTrainLoader):
+            seed = loader.seed
+        else:
+            seed = self.cfg.SEED if self.cfg.SEED >= 0 else comm.shared_random_seed()
+        return super().build_hooks() + [RunStateHook(seed, loader)]
+
+    # The optimizer travels under "_trainer" (detectron2 0.6's DefaultTrainer does not save it:
+    # a resumed run restarted SGD momentum from zero). Loaded through TrainerBase, since main's
+    # DefaultTrainer.load_state_dict fails on checkpoints without "_trainer" (0.6's) and would
+    # load the optimizer a second time.
     def state_dict(self):
-        ret = super().state_dict()
+        ret = TrainerBase.state_dict(self)
         ret["_trainer"] = self._trainer.state_dict()
         return ret
 
     def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
+        TrainerBase.load_state_dict(self, state_dict)
         if "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
         else:
             logger.warning(
-                "The checkpoint holds no optimizer state (written by detectron2's DefaultTrainer): "
-                "SGD momentum restarts from zero"
+                "The checkpoint holds no optimizer state (written by detectron2 0.6's "
+                "DefaultTrainer): SGD momentum restarts from zero"
             )
 
     @classmethod
@@ -86,9 +128,12 @@ class Trainer(DefaultTrainer):
 
 def _check_weights(cfg):
     """detectron2 silently trains from scratch when MODEL.WEIGHTS is a missing local file."""
-    weights = cfg.MODEL.WEIGHTS
+    weights, _ = split_weights_query(cfg.MODEL.WEIGHTS)  # "w.pth?matching_heuristics=True"
     if weights and "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {weights}")
+        hint = ""
+        if "?" in weights:
+            hint = " (this detectron2 build reads no '?query' after a weights path; main does)"
+        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {weights}{hint}")
 
 
 def setup(args):

@@ -11,6 +11,7 @@ from detectron2.structures import BoxMode
 import projects_lda.data  # noqa: F401  (registers the datasets)
 from projects_lda.data import datasets as ds
 from projects_lda.data import embedded
+from projects_lda.engine import compat
 
 SMALL = dict(
     num_classes=6, num_train_images=24, num_val_images=8, num_test_images=8, image_size=64
@@ -61,7 +62,9 @@ def test_register_and_load(source, data, new_name):
     # per-class metadata is available before the dataset is loaded
     cats = data["categories"]
     assert meta.thing_classes == [c["name"] for c in cats]
-    assert meta.class_image_count == [c["image_count"] for c in cats]
+    # detectron2's format (its LVIS metadata and federated loss): a dict per category, by id
+    expected = [{"id": c["id"], "image_count": c["image_count"]} for c in cats]
+    assert meta.class_image_count == expected
     assert meta.class_instance_count == [c["instance_count"] for c in cats]
     assert meta.class_frequency == [c["frequency"] for c in cats]
     dicts = DatasetCatalog.get(name)
@@ -236,3 +239,27 @@ def test_builtin_lvis_metadata_completed():
     if not os.path.isfile(meta.json_file):
         with pytest.raises(FileNotFoundError, match="DETECTRON2_DATASETS"):
             meta.class_image_count
+
+
+@pytest.mark.skipif(not compat.HAS_FED_LOSS, reason="this detectron2 build has no federated loss")
+def test_detectron2_federated_loss_reads_the_project_metadata(source, data, new_name):
+    from detectron2.data.detection_utils import get_fed_loss_cls_weights
+
+    name = new_name()
+    ds.register_lvis_format(name, source["train_json"], source["root"])
+    counts = [c["image_count"] for c in sorted(data["categories"], key=lambda c: c["id"])]
+    weights = get_fed_loss_cls_weights([name], freq_weight_power=0.5)
+    assert weights.tolist() == pytest.approx([n**0.5 for n in counts])
+
+
+def test_counts_are_per_split(tmp_path, source, new_name):
+    """Each split's counts come from its own file."""
+    train, val = new_name("train"), new_name("val")
+    with open(source["val_json"]) as f:
+        content = json.load(f)
+    content["categories"][0]["image_count"] = 99
+    val_json = _write(tmp_path, content, "val.json")
+    ds.register_lvis_format(train, source["train_json"], source["root"])
+    ds.register_lvis_format(val, val_json, source["root"])
+    assert MetadataCatalog.get(val).class_image_count[0] == {"id": 1, "image_count": 99}
+    assert MetadataCatalog.get(train).class_image_count[0] == {"id": 1, "image_count": 3}

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from detectron2 import _c_fallback
-from detectron2.layers import DeformConv, ModulatedDeformConv
+# Only the build patched by tools/setup.sh has these patches. On an official build (with its C++
+# ops) there is nothing to test here; there, detectron2 itself lacks deformable convolution's
+# backward on the CPU and the modulated one's forward (NotImplementedError), and
+# detectron2.model_zoo needs pkg_resources, which current setuptools no longer ships.
+_c_fallback = pytest.importorskip(
+    "detectron2._c_fallback",
+    reason="not the detectron2 0.6 build patched by tools/setup.sh (no compatibility patches)",
+)
+from detectron2.layers import DeformConv, ModulatedDeformConv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))

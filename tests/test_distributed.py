@@ -18,8 +18,9 @@ import torch
 from detectron2.utils import comm
 
 from projects_lda.data import register_from_env
-from projects_lda.engine import build_reproducible_train_loader, launch
-from projects_lda.mapper import SafeDatasetMapper
+from projects_lda.data.loader import build_reproducible_train_loader
+from projects_lda.engine import launch
+from projects_lda.data.mapper import SafeDatasetMapper
 
 from conftest import LDA_CONFIG, ROOT, TINY_CLASSES, tiny_opts
 

@@ -8,7 +8,7 @@ import pytest
 from detectron2.config import get_cfg
 
 from projects_lda import add_lda_config
-from projects_lda.mapper import ImageReadError, SafeDatasetMapper
+from projects_lda.data.mapper import ImageReadError, SafeDatasetMapper
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """
-Reliability of training (projects_lda.engine, projects_lda.checkpoint, projects_lda.mapper):
+Reliability of training (projects_lda.engine, projects_lda.data.loader, projects_lda.data.mapper):
 
 * crash and resume: a train_net.py run killed with SIGKILL after its first checkpoint, resumed
   with --resume, ends with the same weights (bit for bit), alpha window, class frequencies and
@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -33,12 +34,12 @@ from torch import nn
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
-from detectron2.utils.events import get_event_storage
+from detectron2.utils.events import EventStorage, get_event_storage
 
 from projects_lda import LDAFastRCNNOutputLayers
-from projects_lda.checkpoint import CheckpointError, SafeCheckpointer, load_checkpoint_file
+from projects_lda.engine.checkpoint import CheckpointError, SafeCheckpointer, load_checkpoint_file
 from projects_lda.engine import NonFiniteLossError
-from projects_lda.mapper import ImageReadError, SafeDatasetMapper
+from projects_lda.data.mapper import ImageReadError, SafeDatasetMapper
 
 from conftest import BASELINE_CONFIG, LDA_CONFIG, ROOT, TINY_CLASSES, tiny_opts
 
@@ -46,7 +47,7 @@ import train_net  # noqa: E402
 
 # Measured difference between the final weights of a resumed and an uninterrupted run: none.
 RESUME_TOLERANCE = 0.0
-TIME_KEYS = {"time", "data_time", "eta_seconds"}
+TIME_KEYS = {"time", "data_time", "eta_seconds", "rank_data_time"}  # rank_data_time: main
 
 
 def _rows(out_dir):
@@ -185,6 +186,64 @@ def test_truncated_corrupt_empty_missing_checkpoints_are_named(small_checkpoint,
         load_checkpoint_file(str(tmp_path / "truncated.pth"))
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         SafeCheckpointer(model).load(str(tmp_path / "absent.pth"))
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, caplog):
+    model = nn.Linear(3, 2)
+    checkpointer = SafeCheckpointer(model, str(tmp_path))
+    for i, name in enumerate(["model_0000003", "model_0000007", "model_0000011"]):
+        with torch.no_grad():
+            model.weight.fill_(i)
+        checkpointer.save(name, iteration=int(name[-7:]))
+        os.utime(tmp_path / f"{name}.pth", (1000 + i, 1000 + i))  # written in this order
+    last = tmp_path / "model_0000011.pth"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # the run died while the disk filled up
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000011.pth"
+
+    with caplog.at_level("WARNING"):
+        loaded = SafeCheckpointer(model, str(tmp_path)).resume_or_load("", resume=True)
+    assert loaded["iteration"] == 7 and model.weight.detach()[0, 0].item() == 1.0
+    assert re.search(r"Cannot resume from \S*model_0000011\.pth .*truncated or corrupt.*"
+                     r"resuming from \S*model_0000007\.pth", caplog.text), caplog.text
+    assert last.read_bytes() == data[: len(data) // 2]  # the damaged file is kept
+
+    # none intact: an error naming every file
+    for name in ["model_0000003.pth", "model_0000007.pth"]:
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"no checkpoint there can be loaded.*0000011.*"
+                       r"0000007.*0000003"):
+        SafeCheckpointer(model, str(tmp_path)).resume_or_load("", resume=True)
+
+
+def test_resumed_smoothed_metrics_continue_the_interrupted_ones(tiny_dataset):
+    """What the metric history in the checkpoint is for: metrics.json holds medians over 20
+    iterations; without the history, the first values logged after a resume would be medians of
+    the few iterations since the resume."""
+    from projects_lda.engine import RunStateHook
+
+    values = [float(v) for v in [5, 1, 4, 2, 3, 9, 8, 7, 6, 0]]
+    with EventStorage(0) as before:
+        for i, v in enumerate(values):
+            before.iter = i
+            before.put_scalar("loss_x", v)
+        hook = RunStateHook(seed=0)
+        hook.trainer = types.SimpleNamespace(storage=before, iter=10)
+        state = hook.state_dict()
+        before.iter = 10
+        before.put_scalar("loss_x", 100.0)
+        uninterrupted = before.history("loss_x").median(20)
+
+    resumed_hook = RunStateHook(seed=0)
+    resumed_hook.load_state_dict(state)
+    with EventStorage(10) as after:
+        resumed_hook.trainer = types.SimpleNamespace(storage=after, iter=10)
+        resumed_hook.before_train()
+        after.put_scalar("loss_x", 100.0)
+        assert after.history("loss_x").median(20) == uninterrupted == 5.0
+    with EventStorage(10) as without_history:
+        without_history.put_scalar("loss_x", 100.0)
+        assert without_history.history("loss_x").median(20) == 100.0  # what would be logged
 
 
 def test_pkl_weights_load_numpy_only(tmp_path):

@@ -3,18 +3,23 @@ End to end through train_net.py on a tiny embedded dataset: a few LDA iterations
 losses and alpha in the metrics file, --eval-only from the checkpoint (LVIS AP table and
 Visualizer PNGs) without the training set, and --resume.
 """
+import argparse
 import json
 import math
 import os
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 
 from detectron2.data import DatasetCatalog
 
-from projects_lda.checkpoint import SafeCheckpointer
+from projects_lda.engine.checkpoint import SafeCheckpointer
 from projects_lda.data import register_lvis_format
 
 import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
+from conftest import LDA_CONFIG, TINY_CLASSES
 
 
 def _metrics(out_dir):
@@ -62,3 +67,23 @@ def test_train_eval_resume(train_args, tmp_path):
     model = train_net.Trainer.build_model(train_net.setup(train_args(out, "MODEL.LDA.WINDOW", "3")))
     SafeCheckpointer(model).load(str(out / "model_final.pth"))
     assert int(model.roi_heads.box_predictor.accuracy_window.position) == 6
+
+
+def test_visualize_tool_reads_the_config_like_train_net(tiny_dataset, tmp_path):
+    sys.path.insert(0, str(Path(train_net.__file__).parent / "tools"))
+    import visualize
+
+    opts = ["DATASETS.TEST", "('tiny_embedded_val',)", "MODEL.ROI_HEADS.NUM_CLASSES",
+            str(TINY_CLASSES), "TEST.DETECTIONS_PER_IMAGE", "5"]
+    cfg = train_net.setup(argparse.Namespace(config_file=str(LDA_CONFIG), opts=opts + [
+        "OUTPUT_DIR", str(tmp_path / "w")], eval_only=True))
+    weights = tmp_path / "w" / "random.pth"
+    SafeCheckpointer(train_net.Trainer.build_model(cfg), str(tmp_path / "w")).save("random")
+    out = tmp_path / "vis"
+    visualize.main(["--config-file", str(LDA_CONFIG), "--dataset", "tiny_embedded_val", "--num",
+                    "2", "--output", str(out), *opts, "MODEL.WEIGHTS", str(weights)])
+    assert len(list(out.glob("*.png"))) == 2 and (out / "config.yaml").is_file()
+    # a config error is named as train_net names it
+    with pytest.raises(KeyError, match="command-line options: .*NO_SUCH_KEY"):
+        visualize.main(["--config-file", str(LDA_CONFIG), "--dataset", "tiny_embedded_val",
+                        "--output", str(out), "MODEL.NO_SUCH_KEY", "1"])

@@ -54,7 +54,7 @@ def parse_run(spec):
 
 
 def load_state(run_dir):
-    from projects_lda.checkpoint import load_checkpoint_file  # errors name the file
+    from projects_lda.engine.checkpoint import load_checkpoint_file  # errors name the file
 
     ckpt = load_checkpoint_file(str(Path(run_dir) / "model_final.pth"))
     return ckpt.get("model", ckpt)
@@ -329,7 +329,7 @@ def class_distance_stats(features, labels):
 def load_model(run_dir):
     from detectron2.modeling import build_model
 
-    from projects_lda.checkpoint import SafeCheckpointer
+    from projects_lda.engine.checkpoint import SafeCheckpointer
 
     cfg = load_cfg(run_dir)
     cfg.MODEL.WEIGHTS = str(Path(run_dir) / "model_final.pth")

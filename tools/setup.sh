@@ -7,7 +7,8 @@
 # 1. torch / torchvision at the versions pinned in requirements/constraints.txt;
 # 2. detectron2: kept as it is if an official build with its C++ ops (detectron2._C) is importable
 #    or if a build patched by this script is already installed; otherwise the pb1-detectron2 0.6
-#    sdist (detectron2's Python sources) is downloaded, checked against its sha256, patched by
+#    sdist (detectron2's Python sources) is fetched with `pip download` (pip's index, proxy and
+#    wheelhouse settings apply), checked against its sha256, patched by
 #    tools/compat_patches.py (compatibility with current torch/numpy/Pillow/setuptools, C++
 #    extension skipped) and installed;
 # 3. this project (editable) with fvcore, lvis, pycocotools, opencv-python and the test tools;
@@ -21,7 +22,7 @@ CONSTRAINTS=$ROOT/requirements/constraints.txt
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/projects_lda
 
 # detectron2's Python sources, as re-uploaded to PyPI (detectron2 itself is not on PyPI).
-D2_SDIST_URL="https://files.pythonhosted.org/packages/60/26/48f5bbb7ee492696a21da23303daeecdfe3942c498a70d34108acf63b2bd/pb1-detectron2-0.6.tar.gz"
+D2_SDIST="pb1-detectron2==0.6"
 D2_SDIST_SHA256="5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -56,11 +57,14 @@ case "$d2_state" in
     mkdir -p "$CACHE"
     tarball=$CACHE/pb1-detectron2-0.6.tar.gz
     if [ ! -f "$tarball" ] || ! echo "$D2_SDIST_SHA256  $tarball" | sha256sum -c --status; then
-      "$PY" - "$D2_SDIST_URL" "$tarball.part" <<'EOF'
-import sys, urllib.request
-urllib.request.urlretrieve(sys.argv[1], sys.argv[2])
-EOF
-      mv "$tarball.part" "$tarball"
+      dl=$(mktemp -d)
+      # through pip, so its configuration applies (index URL, proxy, a local wheelhouse);
+      # --no-build-isolation: the sdist's setup.py imports torch (installed above)
+      "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "$D2_SDIST" -d "$dl"
+      found=("$dl"/pb1[-_]detectron2-0.6.tar.gz)
+      [ -f "${found[0]}" ] || { echo "[setup] pip download gave no sdist of $D2_SDIST" >&2; exit 1; }
+      mv "${found[0]}" "$tarball"
+      rm -rf "$dl"
     fi
     echo "$D2_SDIST_SHA256  $tarball" | sha256sum -c --status \
       || { echo "[setup] sha256 mismatch for $tarball" >&2; exit 1; }

@@ -9,18 +9,19 @@ Draw a trained model's predictions (class names, scores, masks) with detectron2'
     # your own images (class names from the config's first test dataset)
     python tools/visualize.py --config-file CONFIG --input a.jpg b.jpg --output vis/ MODEL.WEIGHTS W
 
-One PNG per image is written into --output. Runs on the CPU when CUDA is not available.
+One PNG per image is written into --output (with the config and log of the run). The config is
+read by train_net.setup, as for training: same checks and messages; runs on the CPU when CUDA is
+not available.
 """
 import argparse
 import os
 import sys
 
-import torch
-
 from detectron2.data import DatasetCatalog
 
-from projects_lda import get_project_cfg
-from projects_lda.visualize import visualize_files
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train_net  # noqa: E402  (the repository root)
+from projects_lda.visualize import visualize_files  # noqa: E402
 
 
 def get_parser():
@@ -38,14 +39,15 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    cfg = get_project_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-        sys.exit(f"MODEL.WEIGHTS: trained weights not found: {cfg.MODEL.WEIGHTS!r}")
-    cfg.freeze()
+    cfg = train_net.setup(
+        argparse.Namespace(
+            config_file=args.config_file,
+            opts=list(args.opts) + ["OUTPUT_DIR", args.output],
+            eval_only=True,
+        )
+    )
+    if not cfg.MODEL.WEIGHTS:
+        sys.exit("MODEL.WEIGHTS: give the trained weights (MODEL.WEIGHTS path/to/model_final.pth)")
     if args.dataset:
         files = [d["file_name"] for d in DatasetCatalog.get(args.dataset)[: args.num]]
         names_from = args.dataset

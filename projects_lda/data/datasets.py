@@ -23,8 +23,11 @@ folder that contains the split folders.
 Metadata (``MetadataCatalog.get(name)``) of these datasets:
 
 * ``thing_classes``: category names, indexed by contiguous id (= LVIS category id - 1);
-* ``class_image_count``, ``class_instance_count``: lists of the categories' ``image_count`` and
-  ``instance_count`` (computed from the file's annotations when the JSON lacks them);
+* ``class_image_count``: in detectron2's own format (that of its LVIS metadata, read by its
+  federated loss), ``[{"id": category_id, "image_count": n}, ...]``, one entry per category in
+  id order; ``class_instance_count``: a list of the categories' ``instance_count`` (detectron2
+  defines no format for it). Both come from the split's own file (computed from its annotations
+  when the categories lack them);
 * ``class_frequency``: list of ``'r'``/``'c'``/``'f'`` (from the categories, or LVIS's rule on the
   image counts);
 * ``json_file``, ``image_root``, ``evaluator_type="lvis"``.
@@ -105,11 +108,15 @@ def _resolve_lazy(meta, name):
         target.set(**{k: v for k, v in values.items() if k not in target.__dict__})
 
 
-def _lazy_metadata(name, keys, fn):
-    """Make ``MetadataCatalog.get(name)`` compute ``keys`` with ``fn()`` on first access."""
+def _lazy_metadata(name, keys, fn, replace=()):
+    """
+    Make ``MetadataCatalog.get(name)`` compute ``keys`` with ``fn()`` on first access. Keys in
+    ``replace`` are computed even if they are set already (their old value is dropped).
+    """
     meta = MetadataCatalog.get(name)
-    if not isinstance(meta, LazyMetadata):
-        meta = MetadataCatalog[name] = LazyMetadata(**meta.as_dict())
+    if not isinstance(meta, LazyMetadata) or any(k in meta.__dict__ for k in replace):
+        kept = {k: v for k, v in meta.as_dict().items() if k not in replace}
+        meta = MetadataCatalog[name] = LazyMetadata(**kept)
     keys = tuple(k for k in keys if k not in meta.__dict__)
     if keys:
         _LAZY[name] = (keys, fn)
@@ -218,7 +225,9 @@ def class_metadata(data, json_file):
         logger.warning("%s: categories lack 'frequency' (LVISEval needs it)", json_file)
     return {
         "thing_classes": [c["name"] for c in cats],
-        "class_image_count": image_count,
+        "class_image_count": [
+            {"id": c["id"], "image_count": n} for c, n in zip(cats, image_count)
+        ],
         "class_instance_count": [c.get("instance_count", instances[c["id"]]) for c in cats],
         "class_frequency": [
             c.get("frequency", lvis_frequency(n)) for c, n in zip(cats, image_count)
@@ -351,8 +360,10 @@ def register_all_lvis():
     """
     Complete the metadata of the LVIS splits registered by detectron2: ``class_frequency``
     (from detectron2's category lists) and ``evaluator_type`` now; ``class_image_count`` and
-    ``class_instance_count`` lazily from the split's JSON (detectron2's lists lack them). The
-    dataset loaders stay detectron2's. Splits detectron2 did not register are skipped.
+    ``class_instance_count`` lazily from the split's JSON. detectron2 0.6 sets neither;
+    detectron2 main sets ``class_image_count`` of every v1 split to the v1 *training* counts,
+    which is replaced by the split's own (same format). The dataset loaders stay detectron2's.
+    Splits detectron2 did not register are skipped.
     """
     for name, version in _BUILTIN_LVIS.items():
         if name not in DatasetCatalog.list() or name in _REGISTERED:
@@ -369,7 +380,8 @@ def register_all_lvis():
             meta = class_metadata(_read_json(json_file), json_file)
             return {k: meta[k] for k in ("class_image_count", "class_instance_count")}
 
-        meta = _lazy_metadata(name, ("class_image_count", "class_instance_count"), counts)
+        count_keys = ("class_image_count", "class_instance_count")
+        meta = _lazy_metadata(name, count_keys, counts, replace=count_keys)
         frequency = [c["frequency"] for c in _builtin_categories(version)]
         meta.set(class_frequency=frequency, evaluator_type="lvis")
         _REGISTERED[name] = ("builtin", version)

@@ -19,6 +19,10 @@ Safe checkpoint files: restricted loading, clear errors, a visible load report, 
   loading a baseline Mask R-CNN into LDA reports the FgBg / unbalanced / balanced classifiers,
   the projection head, the class frequencies and the alpha window as new, and the baseline's
   ``cls_score`` as unused. The report is also kept in :attr:`SafeCheckpointer.last_load_report`.
+* **Resume past a damaged checkpoint.** When the file named by ``last_checkpoint`` is missing,
+  truncated or corrupt, ``resume_or_load(..., resume=True)`` loads the newest intact checkpoint of
+  the folder instead, with a warning naming both files; it raises :class:`CheckpointError` only
+  when no checkpoint there can be loaded. The damaged file is left where it is.
 * **Atomic writes.** A checkpoint (and the ``last_checkpoint`` tag) is written to a temporary
   file in the same folder, flushed to disk, then renamed over the target. A run killed while
   saving leaves the previous file intact (never a truncated ``model_final.pth``), and
@@ -38,6 +42,8 @@ from typing import Any, Callable, Dict, NamedTuple, Tuple
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
+
+from . import compat
 
 __all__ = [
     "CheckpointError",
@@ -153,8 +159,8 @@ def load_checkpoint_file(path: str) -> Dict[str, Any]:
 def _corrupt(path, size, e):
     return CheckpointError(
         f"Cannot load checkpoint {path} ({size} bytes): the file is truncated or corrupt "
-        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). When resuming, an "
-        "earlier checkpoint can be named in OUTPUT_DIR/last_checkpoint."
+        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). --resume falls back "
+        "to the newest intact checkpoint of the output folder."
     )
 
 
@@ -166,16 +172,55 @@ class SafeCheckpointer(DetectionCheckpointer):
     """
 
     last_load_report: LoadReport = None
+    _queries = {}  # of the path being loaded (main's "?matching_heuristics=True")
+    _preloaded = {}  # path -> content already read by resume_or_load
 
     # ---- loading
     def load(self, path, *args, **kwargs):
-        if path and _is_local(path) and not os.path.isfile(path):
-            raise FileNotFoundError(f"Checkpoint not found: {path}")
-        self._loading = path
+        file, queries = compat.split_weights_query(path)
+        if file and _is_local(file) and not os.path.isfile(file):
+            raise FileNotFoundError(f"Checkpoint not found: {file}{_query_hint(path)}")
+        self._loading, self._queries = file, queries
         try:
             return super().load(path, *args, **kwargs)
         finally:
-            self._loading = None
+            self._loading, self._queries = None, {}
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        if not (resume and self.has_checkpoint()):
+            return super().resume_or_load(path, resume=resume)
+        # Each candidate is read (and checked) before load() is called with it, so a damaged
+        # file never reaches detectron2's loader half-way; load() then uses what was read.
+        last = self.get_checkpoint_file()
+        damaged = []
+        same = os.path.abspath(last)
+        others = sorted(  # newest first
+            (f for f in self.get_all_checkpoint_files() if os.path.abspath(f) != same),
+            key=lambda f: (os.path.getmtime(f), f),
+            reverse=True,
+        )
+        for candidate in [last] + others:
+            try:
+                self._preloaded = {candidate: load_checkpoint_file(candidate)}
+            except (CheckpointError, FileNotFoundError) as e:
+                damaged.append((candidate, e))
+                continue
+            if damaged:
+                self.logger.warning(
+                    "Cannot resume from %s (%s); resuming from %s, the newest intact checkpoint",
+                    last,
+                    damaged[0][1],
+                    candidate,
+                )
+            try:
+                return self.load(candidate)
+            finally:
+                self._preloaded = {}
+        raise CheckpointError(
+            f"Cannot resume from {self.save_dir}: no checkpoint there can be loaded ("
+            + "; ".join(f"{f}: {e}" for f, e in damaged)
+            + ")"
+        )
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
@@ -190,7 +235,10 @@ class SafeCheckpointer(DetectionCheckpointer):
                 data = data["blobs"]
             data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
             return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
-        data = load_checkpoint_file(filename)
+        data = self._preloaded.pop(filename, None)
+        if data is None:
+            data = load_checkpoint_file(filename)
+        data = self._apply_queries(filename, data)
         if filename.endswith(".pyth"):
             if "model_state" not in data:
                 raise CheckpointError(
@@ -208,6 +256,19 @@ class SafeCheckpointer(DetectionCheckpointer):
             )
         if "model" not in data:
             data = {"model": data}
+        return data
+
+    def _apply_queries(self, filename, data):
+        """``?matching_heuristics=True`` on MODEL.WEIGHTS (detectron2 main reads it)."""
+        queries = dict(self._queries)
+        if not queries:
+            return data
+        heuristics = queries.pop("matching_heuristics", None) == ["True"]
+        if queries:
+            raise ValueError(f"{filename}: unsupported query in the weights path: {queries}")
+        if heuristics and isinstance(data, dict):
+            data = dict(data) if "model" in data else {"model": data}
+            data["matching_heuristics"] = True
         return data
 
     def _load_model(self, checkpoint):
@@ -269,6 +330,12 @@ class SafeCheckpointer(DetectionCheckpointer):
             lambda f: f.write(last_filename_basename),
             mode="w",
         )
+
+
+def _query_hint(path):
+    if "?" in str(path) and not compat.WEIGHTS_URL_QUERIES:
+        return " (this detectron2 build reads no '?query' after a weights path; main does)"
+    return ""
 
 
 def _shorten(keys, limit: int = 12):

@@ -5,7 +5,7 @@ annotations in training instead of failing deep inside detectron2 or producing N
 What :class:`SafeDatasetMapper` does with bad data (training, ``is_train=True``):
 
 * **Unreadable image** (missing, truncated, undecodable): raises :class:`ImageReadError` naming the
-  file. In training, :class:`projects_lda.engine.ReproducibleTrainLoader` catches it, logs a
+  file. In training, :class:`projects_lda.data.loader.ReproducibleTrainLoader` catches it, logs a
   warning and replaces the image by another one (counted in ``data/skipped_images``); in
   evaluation the error stops the run, since skipping an image would change the AP.
 * **Degenerate box** (width or height <= 0, or a coordinate that is not finite): the annotation

@@ -1,0 +1,20 @@
+"""
+Training machinery of projects_lda, used by ``train_net.Trainer``: launching on GPUs or CPU
+processes (:mod:`.launcher`), the checked training loop (:mod:`.train_loop`), the run-state hook of
+exact resume (:mod:`.hooks`), safe checkpoints (:mod:`.checkpoint`) and the one place where the
+supported detectron2 builds differ (:mod:`.compat`). See docs/reliability.md.
+"""
+from .checkpoint import CheckpointError, SafeCheckpointer
+from .hooks import RunStateHook
+from .launcher import launch
+from .train_loop import CheckedAMPTrainer, CheckedSimpleTrainer, NonFiniteLossError
+
+__all__ = [
+    "CheckpointError",
+    "SafeCheckpointer",
+    "RunStateHook",
+    "launch",
+    "CheckedAMPTrainer",
+    "CheckedSimpleTrainer",
+    "NonFiniteLossError",
+]

@@ -1,0 +1,58 @@
+"""
+The one place where the detectron2 builds this project supports differ: the 0.6 release (built
+from its Python sources by tools/setup.sh) and official GitHub main. Both say ``__version__ ==
+"0.6"``, so each difference is decided by the feature itself, once, at import.
+See docs/detectron2_builds.md.
+"""
+import importlib
+import inspect
+from urllib.parse import parse_qs, urlparse
+
+from detectron2.checkpoint import detection_checkpoint
+from detectron2.data import detection_utils
+from detectron2.engine import SimpleTrainer
+
+__all__ = [
+    "LAUNCH_SUPPORTS_CPU",
+    "WRITE_METRICS_TAKES_ITER",
+    "TRAINER_HAS_ASYNC_METRICS",
+    "WEIGHTS_URL_QUERIES",
+    "HAS_FED_LOSS",
+    "split_weights_query",
+]
+
+
+def _launch_supports_cpu() -> bool:
+    # main's worker picks the gloo backend without CUDA; 0.6's asserts CUDA
+    try:
+        worker = importlib.import_module("detectron2.engine.launch")._distributed_worker
+        return "gloo" in inspect.getsource(worker).lower()
+    except (OSError, TypeError, AttributeError):  # no source: use the project's CPU launcher
+        return False
+
+
+#: ``detectron2.engine.launch`` starts CPU processes with gloo (main since 2023; 0.6 asserts CUDA).
+LAUNCH_SUPPORTS_CPU = _launch_supports_cpu()
+#: ``SimpleTrainer._write_metrics`` takes ``iter`` (main; it also honours ``gather_metric_period``).
+WRITE_METRICS_TAKES_ITER = "iter" in inspect.signature(SimpleTrainer._write_metrics).parameters
+#: ``SimpleTrainer`` can write metrics in a thread (``async_write_metrics``, main).
+TRAINER_HAS_ASYNC_METRICS = (
+    "async_write_metrics" in inspect.signature(SimpleTrainer.__init__).parameters
+)
+#: ``DetectionCheckpointer`` reads ``path?matching_heuristics=True`` (main).
+WEIGHTS_URL_QUERIES = hasattr(detection_checkpoint, "parse_qs")
+#: detectron2's federated loss (``ROI_BOX_HEAD.USE_FED_LOSS``, main), which reads the training
+#: set's ``class_image_count`` metadata.
+HAS_FED_LOSS = hasattr(detection_utils, "get_fed_loss_cls_weights")
+
+
+def split_weights_query(path: str):
+    """
+    ``(file, queries)`` of a ``MODEL.WEIGHTS`` value: ``"w.pth?matching_heuristics=True"`` gives
+    ``("w.pth", {"matching_heuristics": ["True"]})`` where detectron2 reads such queries;
+    elsewhere (0.6) the whole value is the file name and ``queries`` is empty.
+    """
+    if not WEIGHTS_URL_QUERIES or not path:
+        return path, {}
+    parsed = urlparse(path)
+    return parsed._replace(query="").geturl(), parse_qs(parsed.query)
