@@ -39,7 +39,8 @@ def tiny_dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_lvis")
     paths = generate_embedded_lvis(
-        str(root), seed=3, num_classes=TINY_CLASSES, num_train_images=24, num_val_images=6
+        str(root), seed=3, num_classes=TINY_CLASSES, num_train_images=24, num_val_images=6,
+        num_test_images=6,
     )
     specs = []
     for split in ("train", "val"):

@@ -89,3 +89,130 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
     stamp = (tmp_path / "lda" / "seed0" / "run.json").stat().st_mtime_ns
     benchmark.main(argv)
     assert (tmp_path / "lda" / "seed0" / "run.json").stat().st_mtime_ns == stamp
+
+
+# ------------------------------------------------------------------ the tuning protocol
+import benchmark_protocol as bp  # noqa: E402
+
+
+def test_selection_rules():
+    settings = ["default", "b", "c"]
+    assert bp.select({}, settings) == (None, [("default", 0), ("b", 0), ("c", 0)])
+    clear = {"default": {0: 40.0}, "b": {0: 41.0}, "c": {0: 30.0}}
+    assert bp.select(clear, settings) == ("b", [])  # 1 AP apart: no second seed
+    close = {"default": {0: 40.5}, "b": {0: 41.0}, "c": {0: 30.0}}
+    assert bp.select(close, settings) == (None, [("b", 1), ("default", 1)])
+    close["b"][1], close["default"][1] = 39.0, 40.0  # means: default 40.25, b 40.0
+    assert bp.select(close, settings) == ("default", [])
+    close["b"][1] = 39.5  # equal means: the paper's default
+    assert bp.select(close, settings) == ("default", [])
+
+
+def test_next_runs_reports_the_chosen_setting_seed_by_seed():
+    grids = {"m": [("default", []), ("b", [])], "n": [("default", []), ("b", [])]}
+    scores = {"m": {"default": {0: 40.0}, "b": {0: 45.0}}}
+    done = {("m", "default", 0), ("m", "b", 0)}
+    runs, chosen = bp.next_runs(grids, scores, done)
+    assert chosen == {"m": "b"}
+    # m: report seeds 1, 2 of "b" (seed 0 is the tuning run); n: its tuning runs; seed by seed
+    assert runs == [("n", "default", 0), ("n", "b", 0), ("m", "b", 1), ("m", "b", 2)]
+    runs, _ = bp.next_runs(grids, {}, set(), chosen={"m": "b", "n": "default"})
+    assert runs == [("m", "b", 0), ("m", "default", 0), ("n", "default", 0),
+                    ("m", "b", 1), ("n", "default", 1), ("m", "b", 2), ("n", "default", 2)]
+
+
+# val segm AP of each (method, setting, seed) of the fake runs
+FAKE_VAL_AP = {("baseline", "rfs_t0.1", 0): 40.0, ("baseline", "rfs_t0.3", 0): 45.0,
+               ("lda", "factor1", 0): 50.0, ("lda", "factor5", 0): 50.5,  # within 1 AP
+               ("lda", "factor1", 1): 49.0, ("lda", "factor5", 1): 51.0,
+               ("lda", "factor5", 2): 52.5}
+
+
+class FakeRuns:
+    """Stands in for training: a record with the fake val AP (test AP = val AP + 1)."""
+
+    def __init__(self, fail=(), stop_after=None):
+        self.calls, self.fail, self.stop_after = [], set(fail), stop_after
+
+    def __call__(self, method, setting, seed, opts, run_dir):
+        if self.stop_after is not None and len(self.calls) >= self.stop_after:
+            raise KeyboardInterrupt  # the session ends
+        self.calls.append((method, setting, seed))
+        if (method, setting, seed) in self.fail:
+            return None
+        val = FAKE_VAL_AP.get((method, setting, seed), 30.0 + seed)
+        metrics = {k: val for k in benchmark.METRICS}
+        test = {k: val + 1 for k in benchmark.METRICS}
+        return {"seed": seed, "opts": opts, "bbox": test, "segm": dict(test),
+                "splits": {"lvis_embedded_val": {"bbox": metrics, "segm": metrics},
+                           "lvis_embedded_test": {"bbox": test, "segm": test}},
+                "sec_per_iter": 1.0, "sec_per_image": 0.1, "peak_rss_mb": 100.0}
+
+
+def _tune(tmp_path, records, fake, *extra):
+    argv = ["--tune", "--methods", "baseline", "lda", "--output", str(tmp_path / "out"),
+            "--records", str(records), "--settings", str(tmp_path / "tuned.json"),
+            "--bootstrap", "10", *extra]
+    return benchmark.main(argv, execute=fake)
+
+
+def test_tune_then_report_and_resume(tmp_path):
+    records = tmp_path / "runs"
+    fake = FakeRuns()
+    _tune(tmp_path, records, fake, "--jobs", "2")
+    assert sorted(fake.calls) == sorted([
+        ("baseline", "rfs_t0.1", 0), ("baseline", "rfs_t0.3", 0),  # grid
+        ("baseline", "rfs_t0.3", 1), ("baseline", "rfs_t0.3", 2),  # report of the chosen
+        ("lda", "factor1", 0), ("lda", "factor5", 0),  # grid
+        ("lda", "factor1", 1), ("lda", "factor5", 1),  # within 1 AP: a second seed
+        ("lda", "factor5", 2)])  # the chosen's seed 1 is the tie-break run
+    settings = json.loads((tmp_path / "tuned.json").read_text())
+    assert {m: v["chosen"] for m, v in settings["methods"].items()} == \
+        {"baseline": "rfs_t0.3", "lda": "factor5"}
+    assert settings["methods"]["lda"]["settings"]["factor1"]["val_ap"] == {"0": 50.0, "1": 49.0}
+    assert settings["methods"]["lda"]["settings"]["factor1"]["opts"] == \
+        ["MODEL.LDA.BALANCED_LOSS_FACTOR", "1.0"]
+    assert (records / "exhaustive" / "lda" / "factor5" / "seed2.json").is_file()
+    table = (records / "exhaustive" / "results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| lda |")]
+    assert "| lda | 3 | 52.3 ± 1.0" in rows[0]  # test AP of seeds 0, 1, 2: 51.5, 52, 53.5
+    assert "| baseline (untuned: rfs_t0.1) | 1 | 41.0 ± 0.0" in table
+    # everything is recorded: a second call runs nothing
+    again = FakeRuns()
+    _tune(tmp_path, records, again)
+    assert again.calls == []
+    # the report mode reads the settings file: the chosen settings and the untuned ones only
+    report = FakeRuns()
+    benchmark.main(["--report", str(tmp_path / "tuned.json"), "--output", str(tmp_path / "o2"),
+                    "--records", str(tmp_path / "runs2"), "--bootstrap", "10"], execute=report)
+    assert sorted(report.calls) == sorted(
+        [("baseline", "rfs_t0.3", s) for s in (0, 1, 2)] + [("baseline", "rfs_t0.1", 0)]
+        + [("lda", "factor5", s) for s in (0, 1, 2)] + [("lda", "factor1", 0)])
+
+
+def test_tune_resumes_after_interruption_and_ignores_other_options(tmp_path):
+    records = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        _tune(tmp_path, records, FakeRuns(stop_after=3))
+    assert len(list(records.glob("exhaustive/*/*/seed*.json"))) == 3
+    rest = FakeRuns()
+    _tune(tmp_path, records, rest)
+    assert len(rest.calls) == 9 - 3
+    smoke = FakeRuns()  # other config options (a short smoke run): its own runs
+    _tune(tmp_path, tmp_path / "smoke", smoke, "SOLVER.MAX_ITER", "20")
+    assert len(smoke.calls) == 9
+    rerun = FakeRuns()
+    _tune(tmp_path, records, rerun, "SOLVER.MAX_ITER", "20")
+    assert len(rerun.calls) == 9  # the records made without the option are not reused
+    recorded = json.loads((records / "exhaustive/lda/factor5/seed0.json").read_text())
+    assert recorded["opts"][-2:] == ["SOLVER.MAX_ITER", "20"]  # rerun, not reused
+
+
+def test_failed_run_is_named_and_blocks_only_its_method(tmp_path):
+    fake = FakeRuns(fail={("lda", "factor1", 0)})
+    with pytest.raises(SystemExit, match=r"lda factor1 seed 0.*no setting chosen for \['lda'\]"):
+        _tune(tmp_path, tmp_path / "runs", fake)
+    settings = json.loads((tmp_path / "tuned.json").read_text())
+    assert settings["methods"]["baseline"]["chosen"] == "rfs_t0.3"
+    assert settings["methods"]["lda"]["chosen"] is None
+    assert ("baseline", "rfs_t0.3", 2) in fake.calls

@@ -13,7 +13,9 @@ from projects_lda.data import datasets as ds
 from projects_lda.data import embedded
 from projects_lda.engine import compat
 
-SMALL = dict(num_classes=6, num_train_images=24, num_val_images=8, image_size=64)
+SMALL = dict(
+    num_classes=6, num_train_images=24, num_val_images=8, num_test_images=8, image_size=64
+)
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +205,7 @@ def test_parse_dataset_spec():
 
 
 def test_embedded_registered_on_import_without_generating():
-    for split in ("train", "val"):
-        name = f"lvis_embedded_{split}"
+    for name in (f"lvis_embedded{v}_{s}" for v in ("", "_fed") for s in ("train", "val", "test")):
         assert name in DatasetCatalog.list()
         assert MetadataCatalog.get(name).evaluator_type == "lvis"
         if name in ds._LAZY:  # not used yet in this process: nothing read or generated

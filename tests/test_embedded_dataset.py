@@ -11,7 +11,9 @@ import pytest
 
 from projects_lda.data import embedded, lvis_frequency
 
-SMALL = dict(num_classes=6, num_train_images=24, num_val_images=8, image_size=64)
+SMALL = dict(
+    num_classes=6, num_train_images=24, num_val_images=8, num_test_images=8, image_size=64
+)
 
 
 def _load(path):
@@ -69,7 +71,7 @@ def test_same_seed_gives_identical_files(tmp_path, small):
     again = embedded.generate_embedded_lvis(str(tmp_path / "a"), seed=3, **SMALL)
     files, ref = _files(again["root"]), _files(small["root"])
     assert sorted(files) == sorted(ref)
-    assert len([f for f in files if f.endswith(".png")]) == 24 + 8
+    assert len([f for f in files if f.endswith(".png")]) == 24 + 8 + 8
     assert all(files[k] == ref[k] for k in ref)
     other = embedded.generate_embedded_lvis(str(tmp_path / "b"), seed=4, **SMALL)
     assert _files(other["root"])["lvis_embedded_train.json"] != ref["lvis_embedded_train.json"]
@@ -272,10 +274,11 @@ def test_embedded_root_from_environment(monkeypatch, tmp_path):
 def test_cli(tmp_path, capsys):
     out = str(tmp_path / "cli")
     args = "--seed 5 --num-classes 6 --num-train-images 20 --num-val-images 6 --image-size 64"
-    embedded.main(["--out", out, *args.split(), "--imbalance", "1.5"])
+    embedded.main(["--out", out, *args.split(), "--imbalance", "1.5", "--num-test-images", "5"])
     meta = _load(os.path.join(out, "meta.json"))
     assert meta["params"] == {"seed": 5, "num_classes": 6, "num_train_images": 20,
-                              "num_val_images": 6, "imbalance": 1.5, "image_size": 64}  # fmt: skip
+                              "num_val_images": 6, "num_test_images": 5, "imbalance": 1.5,
+                              "image_size": 64, "federated": False}  # fmt: skip
     assert len(os.listdir(os.path.join(out, "train"))) == 20
     assert "lvis_embedded_val.json" in capsys.readouterr().out
 

@@ -6,6 +6,14 @@ write a side-by-side table.
     python tools/benchmark.py --methods baseline lda --seeds 0 1 2 --output output/benchmark
     python tools/benchmark.py --methods lda lda_no_div lda_fixed_alpha lda_b --seeds 0 \
         --output output/ablation SOLVER.MAX_ITER 300     # trailing KEY VALUE pairs: all runs
+    python tools/benchmark.py --tune --variant exhaustive --jobs 2   # docs/benchmark_protocol.md
+    python tools/benchmark.py --report docs/benchmark/tuned_exhaustive.json --jobs 2
+
+``--tune`` tunes every method on the variant's val split with the same budget, writes the chosen
+settings to ``docs/benchmark/tuned_<variant>.json`` and reports them (and the papers' defaults)
+on its test split; ``--report`` reports the settings of such a file. Their finished runs' result
+files are kept under ``docs/benchmark/runs/`` (tracked), from which they resume
+(``tools/benchmark_protocol.py``). Without them:
 
 Each (method, seed) runs in its own process (`train_net.py` with `SEED`) into
 ``OUTPUT/<method>/seed<seed>/`` and leaves a ``run.json`` there; a run whose ``run.json`` exists
@@ -155,7 +163,18 @@ def run_one(config_file, out_dir, seed, opts):
         raise RuntimeError(f"{out_dir}: training produced no evaluation results")
     cfg = get_project_cfg()
     cfg.merge_from_file(str(Path(out_dir) / "config.yaml"))  # as the run wrote it
-    test_set = cfg.DATASETS.TEST[0]
+    # several test sets (the tuning protocol: val, then test): detectron2 keys the results by
+    # dataset; the record's metrics and analysis are the last set's (the reported one)
+    test_sets = list(cfg.DATASETS.TEST)
+    per_set = results if len(test_sets) > 1 else {test_sets[0]: results}
+    test_set = test_sets[-1]
+    results = per_set[test_set]
+    for name, r in per_set.items():
+        missing = [task for task in ("bbox", "segm") if task not in r]
+        if missing:  # detectron2's LVIS evaluation skips segm when there is no detection at all
+            raise RuntimeError(f"{out_dir}: no {'/'.join(missing)} results on {name} (the model "
+                               "made no detection; see TEST.DETECTIONS_PER_IMAGE and "
+                               "MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
     results_json = Path(out_dir) / "inference" / test_set / RESULTS_JSON
     val_json = MetadataCatalog.get(test_set).json_file
     peak_kb = max(
@@ -168,6 +187,9 @@ def run_one(config_file, out_dir, seed, opts):
         "opts": list(opts),
         "config": (Path(out_dir) / "config.yaml").read_text(),
         **{task: {k: results[task][k] for k in METRICS} for task in ("bbox", "segm")},
+        "splits": {name: {task: {k: r[task][k] for k in METRICS} for task in ("bbox", "segm")}
+                   for name, r in per_set.items()},
+        "test_set": test_set,
         "sec_per_iter": _median_iter_time(Path(out_dir) / "metrics.json"),
         "sec_per_image": _inference_time(out_dir),
         "peak_rss_mb": peak_kb / 1024.0,
@@ -327,11 +349,135 @@ def analysis_tables(results, comparisons, references):
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------ protocol
+def _run_subprocess(label, run_dir, cmd, env):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("%s: training into %s", label, run_dir)
+    with open(run_dir / "stdout.txt", "ab") as log:
+        return subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              env=env).returncode
+
+
+def protocol_main(args, execute=None):
+    """``--tune`` / ``--report``: the tuning protocol (tools/benchmark_protocol.py).
+
+    ``execute(method, setting, seed, opts, run_dir) -> record or None`` trains one run (tests
+    pass a fake one); by default a ``--run-one`` child process."""
+    import benchmark_protocol as bp
+
+    if args.tune and args.report:
+        raise SystemExit("--tune and --report exclude each other")
+    if args.report:
+        variant, grids, chosen = bp.read_settings_file(args.report)
+        settings_file = None
+    else:
+        variant, chosen = args.variant, None
+        names = args.methods or list(bp.GRIDS)
+        unknown = [m for m in names if m not in bp.GRIDS]
+        if unknown:
+            raise SystemExit(f"--methods: no tuning grid for {unknown}; known: {list(bp.GRIDS)}")
+        grids = {m: bp.GRIDS[m] for m in names}
+        settings_file = args.settings or ROOT / "docs" / "benchmark" / f"tuned_{variant}.json"
+    if args.methods and args.report:
+        grids = {m: g for m, g in grids.items() if m in args.methods}
+        chosen = {m: chosen[m] for m in grids}
+    base_opts = bp.variant_opts(variant)
+    out = Path(args.output) / variant
+    env = dict(os.environ)
+    if args.jobs > 1:  # one intra-op thread per run: oversubscribed OpenMP threads crawl
+        env.setdefault("OMP_NUM_THREADS", "1")
+
+    def opts_of(method, setting):
+        return [*METHODS[method][1], *dict(grids[method])[setting], *base_opts, *args.opts]
+
+    def subprocess_execute(method, setting, seed, opts, run_dir):
+        cmd = [sys.executable, __file__, "--run-one", METHODS[method][0], str(run_dir),
+               str(seed), *opts]
+        code = _run_subprocess(f"{method} {setting} seed {seed}", run_dir, cmd, env)
+        if code != 0:
+            logger.error("%s %s seed %d failed (exit %d); see %s", method, setting, seed, code,
+                         run_dir / "stdout.txt")
+            return None
+        return json.loads((run_dir / "run.json").read_text())
+
+    execute = execute or subprocess_execute
+
+    def run(method, setting, seed):
+        opts = opts_of(method, setting)
+        run_dir = out / method / setting / f"seed{seed}"
+        finished = run_dir / "run.json"
+        if finished.is_file():  # finished before its record was copied
+            record = json.loads(finished.read_text())
+            if record.get("opts") == opts:
+                return record
+            finished.unlink()  # made with other options: train again
+        return execute(method, setting, seed, opts, run_dir)
+
+    done, picked, failed = bp.run_protocol(
+        variant=variant, grids=grids, records=args.records, settings_file=settings_file,
+        execute=run, opts_of=opts_of, jobs=args.jobs, chosen=chosen)
+    if settings_file:
+        logger.info("chosen settings: %s (written to %s)", picked, settings_file)
+    results = {}
+    for method, setting in picked.items():
+        untuned = grids[method][0][0]
+        for label, name, seeds in ((method, setting, bp.REPORT_SEEDS),
+                                   (f"{method} (untuned: {untuned})", untuned, bp.UNTUNED_SEEDS)):
+            for seed in seeds:
+                if (method, name, seed) in done:
+                    results.setdefault(label, {})[seed] = done[method, name, seed]
+    table = _write_report(results, args, Path(args.records) / variant, out)
+    print(table)
+    undecided = [m for m in grids if m not in picked]
+    if failed or undecided:
+        raise SystemExit("runs failed: " + "; ".join(f"{m} {s} seed {k}" for m, s, k in failed)
+                         + (f"; no setting chosen for {undecided}" if undecided else ""))
+    return results
+
+
+def _write_report(results, args, report_dir, out):
+    """results.md / results.json of the report (test split) into the tracked folder and out."""
+    summary = summarize(results, args.baseline)
+    references = [r for r in (args.baseline, "lda") if r in results]
+    comparisons = compare_runs(results, references, args.bootstrap)
+    table = markdown_table(summary, args.baseline if args.baseline in summary else None)
+    table += "\n" + analysis_tables(results, comparisons, references)
+    for folder in (out, report_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(
+        {"runs": results, "summary": summary, "baseline": args.baseline,
+         "comparisons": comparisons}, indent=2))
+    # the tracked copy: the runs are in their own files next to it
+    (report_dir / "results.json").write_text(json.dumps(
+        {"summary": summary, "baseline": args.baseline, "comparisons": comparisons}, indent=2))
+    for folder in (out, report_dir):
+        (folder / "results.md").write_text(table)
+    return table
+
+
 # ------------------------------------------------------------------------------ driver
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", nargs="+", default=["baseline", "lda"],
-                        help=f"among {sorted(METHODS)}, or NAME=CONFIG.yaml")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"among {sorted(METHODS)}, or NAME=CONFIG.yaml (default: baseline "
+                        "lda; with --tune: the six methods of the protocol)")
+    protocol = parser.add_argument_group(
+        "tuning protocol (docs/benchmark_protocol.md)")
+    protocol.add_argument("--tune", action="store_true",
+                          help="tune every method on the variant's val split (grids of "
+                          "tools/benchmark_protocol.py), write the chosen settings to "
+                          "--settings, then report the chosen and the paper-default settings "
+                          "on its test split")
+    protocol.add_argument("--report", metavar="SETTINGS_JSON",
+                          help="report the settings chosen in this file (written by --tune)")
+    protocol.add_argument("--variant", default="exhaustive",
+                          help="embedded dataset variant: exhaustive or federated")
+    protocol.add_argument("--settings", default=None,
+                          help="settings file --tune writes (default: "
+                          "docs/benchmark/tuned_<variant>.json)")
+    protocol.add_argument("--records", default=str(ROOT / "docs" / "benchmark" / "runs"),
+                          help="folder of the finished runs' result files (tracked by git: the "
+                          "protocol resumes from them)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--output", default="output/benchmark")
     parser.add_argument("--baseline", default="baseline", help="method the others are compared to")
@@ -367,14 +513,16 @@ def collect(output, methods, seeds):
     return results
 
 
-def main(argv=None):
+def main(argv=None, execute=None):
     args = get_parser().parse_args(argv)
     if args.run_one:
         config, out_dir, seed = args.run_one
         run_one(config, out_dir, int(seed), args.opts)
         return
     logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s")
-    methods = dict(resolve_method(m) for m in args.methods)
+    if args.tune or args.report:
+        return protocol_main(args, execute)
+    methods = dict(resolve_method(m) for m in args.methods or ["baseline", "lda"])
     out = Path(args.output)
     pending = []
     for seed in args.seeds:

@@ -2,7 +2,8 @@
 Datasets of projects_lda: the embedded synthetic long-tailed LVIS-format dataset and the
 registration of LVIS-format datasets (see :mod:`projects_lda.data.datasets`).
 
-Importing this package registers ``lvis_embedded_train`` / ``lvis_embedded_val``, completes the
+Importing this package registers ``lvis_embedded_{train,val,test}`` and the federated variant
+``lvis_embedded_fed_{train,val,test}``, completes the
 metadata of detectron2's LVIS splits, and registers the datasets named in ``$LDA_EXTRA_DATASETS``.
 """
 from .datasets import (
@@ -49,5 +50,6 @@ def __getattr__(name):
 
 
 register_embedded_lvis()
+register_embedded_lvis(prefix="lvis_embedded_fed", variant="federated")
 register_all_lvis()
 register_from_env()

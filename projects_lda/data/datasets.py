@@ -3,9 +3,12 @@ Registration of LVIS-format datasets, independent of detectron2's built-in LVIS 
 
 Registered on ``import projects_lda.data`` (idempotent):
 
-* ``lvis_embedded_train`` / ``lvis_embedded_val``: the synthetic long-tailed dataset of
+* ``lvis_embedded_{train,val,test}``: the synthetic long-tailed dataset of
   :mod:`projects_lda.data.embedded`, generated on first use into ``$LDA_EMBEDDED_ROOT``
-  (default ``~/.cache/projects_lda/embedded_lvis_v1``; the variable is read on first use).
+  (default ``~/.cache/projects_lda/embedded_lvis_v1``; the variable is read on first use);
+  ``val`` is for tuning, ``test`` for reporting.
+* ``lvis_embedded_fed_{train,val,test}``: its federated (LVIS-annotated) variant, in the same
+  folder with ``_federated`` appended.
 * ``lvis_v1_train`` / ``lvis_v1_val`` (and LVIS v0.5 train/val): registered by detectron2 under
   ``$DETECTRON2_DATASETS``; their metadata is completed with the fields below.
 * user datasets listed in ``$LDA_EXTRA_DATASETS``, as semicolon-separated
@@ -374,26 +377,30 @@ def register_lvis_format(name, json_file, image_root, *, check_images=True):
     _REGISTERED[name] = ("lvis_format", json_file, image_root, check_images)
 
 
-def register_embedded_lvis(root=None, prefix="lvis_embedded"):
+def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustive"):
     """
-    Register ``<prefix>_train`` and ``<prefix>_val``: the embedded dataset (default parameters)
-    in ``root`` (None: :func:`~projects_lda.data.embedded.get_embedded_root`, resolved on first
-    use). Nothing is generated before the first ``DatasetCatalog.get`` or lazy metadata access.
+    Register ``<prefix>_train``, ``<prefix>_val`` (for tuning) and ``<prefix>_test`` (for
+    reporting): the embedded dataset's ``variant`` ("exhaustive" or "federated", see
+    :data:`~projects_lda.data.embedded.VARIANTS`) in ``root`` (None:
+    :func:`~projects_lda.data.embedded.get_embedded_root`, resolved on first use). Nothing is
+    generated before the first ``DatasetCatalog.get`` or lazy metadata access.
     """
-    if _check_reregistration(f"{prefix}_train", ("embedded", root)):
+    if _check_reregistration(f"{prefix}_train", ("embedded", root, variant)):
         return
     state = {}
 
     def resolve_root():
         if "root" not in state:
-            from .embedded import ensure_embedded_lvis
+            from .embedded import VARIANTS, ensure_embedded_lvis, get_embedded_root
 
-            state["root"] = ensure_embedded_lvis(root)
+            state["root"] = ensure_embedded_lvis(
+                root or get_embedded_root(variant), **VARIANTS[variant]
+            )
         return state["root"]
 
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         name = f"{prefix}_{split}"
-        _check_reregistration(name, ("embedded", root))
+        _check_reregistration(name, ("embedded", root, variant))
 
         def paths(split=split):
             from .embedded import SPLIT_JSON
@@ -414,7 +421,7 @@ def register_embedded_lvis(root=None, prefix="lvis_embedded"):
         DatasetCatalog.register(name, load)
         _lazy_metadata(name, CLASS_KEYS + ("json_file", "image_root"), metadata)
         MetadataCatalog.get(name).set(evaluator_type="lvis")
-        _REGISTERED[name] = ("embedded", root)
+        _REGISTERED[name] = ("embedded", root, variant)
 
 
 def _builtin_categories(version):
