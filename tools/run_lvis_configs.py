@@ -17,7 +17,9 @@ Prints one line per config: seconds for training and evaluation, the losses of t
 iteration, detections per image and the lowest score kept.
 """
 import argparse
+import collections
 import glob
+import json
 import os
 import shutil
 import sys
@@ -26,11 +28,15 @@ import time
 
 import torch
 
+from detectron2.data import DatasetCatalog
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from lvis_rehearsal import calibrate_frozen_bn  # noqa: E402
+
+from projects_lda.evaluation.lvis_evaluation import RESULTS_JSON  # noqa: E402
 
 MAX_DETECTIONS, SCORE_THRESH = 300, 1e-4
 
@@ -62,6 +68,7 @@ def run_config(config_file, train_name, val_name, out_dir, *, iters=1, batch=1, 
         "SOLVER.CHECKPOINT_PERIOD", str(10 ** 9), "TEST.EVAL_PERIOD", "0",
         "INPUT.MIN_SIZE_TRAIN", f"({min_size},)", "INPUT.MIN_SIZE_TEST", str(min_size),
         "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", out_dir,
+        "TEST.LVIS_EVAL.WRITE_RESULTS_JSON", "True",  # the detections, counted below
     ]
     args = argparse.Namespace(config_file=config_file, opts=opts, eval_only=False, resume=False)
     cfg = train_net.setup(args)
@@ -75,10 +82,11 @@ def run_config(config_file, train_name, val_name, out_dir, *, iters=1, batch=1, 
     total = time.perf_counter() - t0
     latest = trainer.storage.latest()
     losses = {k: float(v[0]) for k, v in latest.items() if k.startswith("loss_")}
-    preds_file = os.path.join(out_dir, "inference", val_name, "instances_predictions.pth")
-    preds = torch.load(preds_file, weights_only=False)
-    per_image = [len(p["instances"]) for p in preds]
-    scores = [d["score"] for p in preds for d in p["instances"]]
+    with open(os.path.join(out_dir, "inference", val_name, RESULTS_JSON)) as f:
+        detections = json.load(f)
+    per_image_count = collections.Counter(d["image_id"] for d in detections)
+    per_image = [per_image_count[r["image_id"]] for r in DatasetCatalog.get(val_name)]
+    scores = [d["score"] for d in detections]
     results = getattr(trainer, "_last_eval_results", None) or {}
     return {
         "config": os.path.relpath(config_file, ROOT),

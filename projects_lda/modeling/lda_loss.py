@@ -71,7 +71,7 @@ def weighted_cross_entropy(
     Returns:
         scalar; 0 (connected to ``logits``) when there is no sample.
     """
-    logits = logits.float()
+    logits = _at_least_float32(logits)
     if labels.numel() == 0:
         return logits.sum() * 0.0
     if normalizer is None:
@@ -82,13 +82,18 @@ def weighted_cross_entropy(
     return (weights[labels] * ce).sum() / normalizer
 
 
+def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """float16 / bfloat16 to float32 (see the module docstring); float32 and float64 unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def class_centres(features: torch.Tensor, labels: torch.Tensor):
     """
     Returns ``(classes, inverse, centres, counts)``: the classes present in ``labels`` (sorted),
     the index of each sample's class in ``classes``, the mean feature ``mu_k`` of each class, and
-    how many samples each has. Centres are float32 whatever the features' precision.
+    how many samples each has. Centres are float32 for half-precision features (float64 stays).
     """
-    features = features.float()
+    features = _at_least_float32(features)
     classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     centres = features.new_zeros((classes.numel(), features.shape[1]))
     centres.index_add_(0, inverse, features)
@@ -102,7 +107,7 @@ def intra_class_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     ``1 - cos(z_i, mu_k)`` of its samples to its centre; averaged over those classes.
     Returns 0 (connected to ``features``) when no class has 2 samples.
     """
-    features = features.float()
+    features = _at_least_float32(features)
     zero = (features * 0.0).sum()  # 0 connected to features (a sum times 0 is NaN on overflow)
     if labels.numel() < 2:
         return zero
@@ -127,7 +132,7 @@ def inter_class_loss(
     code's form; the paper's text weights the pairs, see docs/design.md).
     Returns 0 (connected to ``features``) with fewer than 2 classes.
     """
-    features = features.float()
+    features = _at_least_float32(features)
     zero = (features * 0.0).sum()
     if labels.numel() == 0:
         return zero
