@@ -239,6 +239,8 @@ def test_builtin_lvis_metadata_completed():
     if not os.path.isfile(meta.json_file):
         with pytest.raises(FileNotFoundError, match="DETECTRON2_DATASETS"):
             meta.class_image_count
+        with pytest.raises(FileNotFoundError, match="lvis_v1_train.json.*DETECTRON2_DATASETS"):
+            DatasetCatalog.get("lvis_v1_train")  # the project's loader (see test_lvis_shape.py)
 
 
 @pytest.mark.skipif(not compat.HAS_FED_LOSS, reason="this detectron2 build has no federated loss")

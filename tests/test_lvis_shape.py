@@ -2,6 +2,10 @@
 import collections
 import hashlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -56,6 +60,7 @@ def registered(shaped):
         ds._REGISTERED.pop(name, None)
         ds._LAZY.pop(name, None)
         ds._CLASS_LISTS.pop(name, None)
+        ds._LOADED_METADATA.pop(name, None)
 
 
 def test_full_size_counts_follow_lvis_bands():
@@ -159,6 +164,83 @@ def test_class_statistics_do_not_load_the_dataset_again(registered, monkeypatch)
     monkeypatch.setattr(ds, "_read_json", lambda f: parsed.append(f))
     class_frequencies_from_datasets([train], 1203, repeat_thresh=0.001)
     assert parsed == []
+
+
+# Run with detectron2's builtin LVIS v1 splits pointing at the LVIS-shaped files (the builtin
+# names are registered when detectron2 is imported, from $DETECTRON2_DATASETS). Counts the JSON
+# parses (json.load, which detectron2's loader and the project's both use) at each step.
+_BUILTIN_SCRIPT = """
+import json, sys
+import torch
+counter = []
+_json_load = json.load
+json.load = lambda *a, **k: (counter.append(1), _json_load(*a, **k))[1]
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.lvis import get_lvis_instances_meta, load_lvis_json
+from projects_lda.config import get_project_cfg
+from projects_lda.data import datasets as ds
+from projects_lda.data.class_freq import (
+    class_frequencies, class_frequencies_from_datasets, class_image_counts, image_count_provider)
+
+train, val = "lvis_v1_train", "lvis_v1_val"
+meta = MetadataCatalog.get(train)
+d2_meta = get_lvis_instances_meta(train)
+assert meta.thing_classes == d2_meta["thing_classes"] and counter == []
+lazy_counts = ds._LAZY[train][1]
+dicts = DatasetCatalog.get(train)
+assert len(counter) == 1, counter  # parsed once by the loader
+with open(meta.json_file) as f:
+    cats = sorted(_json_load(f)["categories"], key=lambda c: c["id"])
+image_count = [{"id": c["id"], "image_count": c["image_count"]} for c in cats]
+assert meta.class_image_count == image_count
+assert meta.class_instance_count == [c["instance_count"] for c in cats]
+assert meta.thing_classes == d2_meta["thing_classes"]
+assert meta.class_frequency == [c["frequency"] for c in cats]
+assert lazy_counts() == {"class_image_count": image_count,
+                         "class_instance_count": meta.class_instance_count}
+for source, thresh in (("sampled", 0.001), ("annotations", 0.0)):
+    fast = class_frequencies_from_datasets([train], 1203, source=source, repeat_thresh=thresh)
+    slow = class_frequencies(dicts, 1203, source=source, repeat_thresh=thresh)
+    assert torch.allclose(fast, slow, rtol=1e-6), source
+cfg = get_project_cfg()
+cfg.DATASETS.TRAIN = (train,)
+cfg.MODEL.ROI_HEADS.NUM_CLASSES = 1203
+assert torch.equal(image_count_provider(cfg)(), class_image_counts(dicts, 1203))
+assert len(counter) == 1, counter  # the class statistics did not parse the file again
+val_counts = MetadataCatalog.get(val).class_image_count  # lazy: parses the val file
+assert len(counter) == 2 and len(val_counts) == 1203
+val_dicts = DatasetCatalog.get(val)
+assert len(counter) == 3 and MetadataCatalog.get(val).class_image_count == val_counts
+for name, ours in ((train, dicts), (val, val_dicts)):
+    m = MetadataCatalog.get(name)
+    json_file, image_root = m.json_file, m.image_root
+    # detectron2's loader sets its own metadata (with detectron2 main, the v1 *training*
+    # class_image_count, which the project replaced by the split's): drop ours first
+    MetadataCatalog.remove(name)
+    assert ours == load_lvis_json(json_file, image_root, name), name
+print("ok", len(dicts), len(val_dicts))
+"""
+
+
+def test_builtin_lvis_splits_use_the_single_parse_loader(shaped, tmp_path):
+    """
+    detectron2's ``lvis_v1_train`` / ``lvis_v1_val`` are loaded by the project's loader: the
+    records are detectron2's, images are not checked (the ``coco`` folder here is empty), the
+    metadata keeps detectron2's values, and the class statistics reuse the loaded class lists.
+    """
+    paths = shaped[0]
+    (tmp_path / "lvis").mkdir()
+    (tmp_path / "coco").mkdir()
+    for split in ("train", "val"):
+        os.symlink(paths[f"{split}_json"], tmp_path / "lvis" / f"lvis_v1_{split}.json")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path), PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, "-c", _BUILTIN_SCRIPT], cwd=str(root), env=env, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[:1000] + proc.stderr[-1500:]
+    assert proc.stdout.split()[-3:] == ["ok", str(paths["train_images"]), str(paths["val_images"])]
 
 
 def test_vectorised_repeat_factors_equal_detectron2s():

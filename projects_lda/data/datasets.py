@@ -10,7 +10,9 @@ Registered on ``import projects_lda.data`` (idempotent):
 * ``lvis_embedded_fed_{train,val,test}``: its federated (LVIS-annotated) variant, in the same
   folder with ``_federated`` appended.
 * ``lvis_v1_train`` / ``lvis_v1_val`` (and LVIS v0.5 train/val): registered by detectron2 under
-  ``$DETECTRON2_DATASETS``; their metadata is completed with the fields below.
+  ``$DETECTRON2_DATASETS``; re-registered with the project's loader (same records as
+  detectron2's, the file parsed once) and their metadata completed with the fields below
+  (see :func:`register_all_lvis`).
 * user datasets listed in ``$LDA_EXTRA_DATASETS``, as semicolon-separated
   ``name:json_file:image_root`` entries, e.g.
   ``LDA_EXTRA_DATASETS="my_train:/data/my/train.json:/data/my/;my_val:/data/my/val.json:/data/my/"``
@@ -85,6 +87,8 @@ _REGISTERED = {}  # dataset name -> what it was registered with (for idempotent 
 # its last load in this process: the training-set class statistics (projects_lda.data.class_freq) are
 # computed from these instead of loading the dataset again
 _CLASS_LISTS = {}
+# dataset name -> (json_file, (mtime, size), class_metadata()) of its last load in this process
+_LOADED_METADATA = {}
 
 
 class LazyMetadata(Metadata):
@@ -323,14 +327,20 @@ def load_lvis_format(json_file, image_root, dataset_name=None, check_images=True
     Returns:
         list[dict]: detectron2 dataset dicts (``category_id`` = LVIS id - 1).
     """
+    return _load(json_file, _image_prefix(image_root), dataset_name, check_images, CLASS_KEYS)
+
+
+def _load(json_file, image_root, dataset_name, check_images, metadata_keys):
+    """:func:`load_lvis_format` setting only ``metadata_keys`` of the per-class metadata."""
     stamp = _file_stamp(json_file) if os.path.isfile(json_file) else None
     data = _read_json(json_file)
     meta = class_metadata(data, json_file)
-    dicts = _lvis_records(data, _image_prefix(image_root))
+    dicts = _lvis_records(data, image_root)
     del data
     logger.info("Loaded %d images in the LVIS format from %s", len(dicts), json_file)
     if dataset_name is not None:
-        _set_metadata(dataset_name, meta)
+        _LOADED_METADATA[dataset_name] = (json_file, stamp, meta)
+        _set_metadata(dataset_name, {k: meta[k] for k in metadata_keys})
         counts = np.fromiter((len(d["annotations"]) for d in dicts), np.int64, len(dicts))
         cats = np.fromiter(
             (a["category_id"] for d in dicts for a in d["annotations"]), np.int32, counts.sum()
@@ -432,31 +442,63 @@ def _builtin_categories(version):
     return sorted(LVIS_CATEGORIES, key=lambda c: c["id"])
 
 
+def _builtin_json(json_file):
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(
+            f"LVIS annotation file not found: {json_file} (detectron2 looks for LVIS "
+            "under $DETECTRON2_DATASETS, default ./datasets)"
+        )
+    return json_file
+
+
+def _loaded_metadata(name, json_file):
+    """``class_metadata`` of ``json_file`` as last loaded under ``name`` here, if unchanged."""
+    entry = _LOADED_METADATA.get(name)
+    if entry is None or entry[0] != json_file:
+        return None
+    try:
+        return entry[2] if _file_stamp(json_file) == entry[1] else None
+    except OSError:
+        return None
+
+
 def register_all_lvis():
     """
-    Complete the metadata of the LVIS splits registered by detectron2: ``class_frequency``
-    (from detectron2's category lists) and ``evaluator_type`` now; ``class_image_count`` and
-    ``class_instance_count`` lazily from the split's JSON. detectron2 0.6 sets neither;
-    detectron2 main sets ``class_image_count`` of every v1 split to the v1 *training* counts,
-    which is replaced by the split's own (same format). The dataset loaders stay detectron2's.
+    Take over the LVIS splits registered by detectron2 (:data:`_BUILTIN_LVIS`):
+
+    * their loader is replaced (``DatasetCatalog.remove`` then ``register`` under the same name)
+      by the project's single-parse loader, with the same records as detectron2's
+      ``load_lvis_json`` (and, like it, no check of the image files), which keeps the class
+      lists of the records for the class statistics of the first training step;
+    * their metadata keeps detectron2's values (``thing_classes``, ``json_file``,
+      ``image_root``) and is completed: ``class_frequency`` (from detectron2's category lists)
+      and ``evaluator_type`` now; ``class_image_count`` and ``class_instance_count`` from the
+      split's JSON, when the split is loaded or, lazily, on first access (from the statistics of
+      the load when it already happened in this process). detectron2 0.6 sets neither count;
+      detectron2 main sets ``class_image_count`` of every v1 split to the v1 *training* counts,
+      which is replaced by the split's own (same format).
+
     Splits detectron2 did not register are skipped.
     """
+    count_keys = ("class_image_count", "class_instance_count")
     for name, version in _BUILTIN_LVIS.items():
         if name not in DatasetCatalog.list() or name in _REGISTERED:
             continue
         meta = MetadataCatalog.get(name)
-        json_file = meta.json_file
+        json_file, image_root = meta.json_file, meta.image_root
 
-        def counts(json_file=json_file):
-            if not os.path.isfile(json_file):
-                raise FileNotFoundError(
-                    f"LVIS annotation file not found: {json_file} (detectron2 looks for LVIS "
-                    "under $DETECTRON2_DATASETS, default ./datasets)"
-                )
-            meta = class_metadata(_read_json(json_file), json_file)
-            return {k: meta[k] for k in ("class_image_count", "class_instance_count")}
+        def load(name=name, json_file=json_file, image_root=image_root):
+            # image_root as detectron2 registered it: it joins ``image_root + split_folder``
+            return _load(_builtin_json(json_file), image_root, name, False, count_keys)
 
-        count_keys = ("class_image_count", "class_instance_count")
+        def counts(name=name, json_file=json_file):
+            meta = _loaded_metadata(name, json_file)
+            if meta is None:
+                meta = class_metadata(_read_json(_builtin_json(json_file)), json_file)
+            return {k: meta[k] for k in count_keys}
+
+        DatasetCatalog.remove(name)
+        DatasetCatalog.register(name, load)
         meta = _lazy_metadata(name, count_keys, counts, replace=count_keys)
         frequency = [c["frequency"] for c in _builtin_categories(version)]
         meta.set(class_frequency=frequency, evaluator_type="lvis")
