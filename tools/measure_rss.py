@@ -38,9 +38,11 @@ import train_net  # noqa: E402
 MIB = 1024.0 * 1024.0
 
 
-def _status_kib(pid, key):
+def proc_kib(pid, key, file="status"):
+    """The ``key:`` figure of /proc/PID/FILE in KiB (``VmRSS``, ``VmHWM`` in status; ``Pss`` in
+    smaps_rollup); 0 when the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{file}") as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
@@ -49,18 +51,8 @@ def _status_kib(pid, key):
     return 0
 
 
-def _pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children(pid):
+def children(pid):
+    """The pids of the child processes of ``pid`` (e.g. data-loader workers)."""
     kids = []
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
@@ -74,10 +66,10 @@ def _children(pid):
 def memory_mib():
     """(main RSS, workers RSS, main + workers PSS), in MiB."""
     me = os.getpid()
-    kids = _children(me)
-    main_rss = _status_kib(me, "VmRSS") / 1024.0
-    workers_rss = sum(_status_kib(k, "VmRSS") for k in kids) / 1024.0
-    pss = (_pss_kib(me) + sum(_pss_kib(k) for k in kids)) / 1024.0
+    kids = children(me)
+    main_rss = proc_kib(me, "VmRSS") / 1024.0
+    workers_rss = sum(proc_kib(k, "VmRSS") for k in kids) / 1024.0
+    pss = (proc_kib(me, "Pss", "smaps_rollup") + sum(proc_kib(k, "Pss", "smaps_rollup") for k in kids)) / 1024.0
     return main_rss, workers_rss, pss
 
 

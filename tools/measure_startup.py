@@ -30,31 +30,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 CONFIG = os.path.join(ROOT, "configs/LVISv1/lda_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml")
 MIB = 1024.0
-
-
-def _proc_kib(pid, key, file="status"):
-    try:
-        with open(f"/proc/{pid}/{file}") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children(pid):
-    kids = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return kids
 
 
 class _ParseCounter(logging.Handler):
@@ -72,6 +51,7 @@ def measure_one(size, cache, config, workers, batch):
     import torch
 
     import train_net
+    from measure_rss import children, proc_kib  # /proc readers
     from projects_lda.data.class_freq import frequency_provider, image_count_provider
     from projects_lda.data import register_lvis_format
     from projects_lda.data.lvis_shaped import generate_lvis_shaped
@@ -84,7 +64,7 @@ def measure_one(size, cache, config, workers, batch):
     ds_logger.addHandler(counter)
     me = os.getpid()
     row = {"size": size, "images": paths["train_images"], "instances": paths["train_annotations"],
-           "rss_start": _proc_kib(me, "VmRSS") / MIB}
+           "rss_start": proc_kib(me, "VmRSS") / MIB}
     register_lvis_format("startup_train", paths["train_json"], paths["image_root"])
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,8 +82,8 @@ def measure_one(size, cache, config, workers, batch):
         t = time.perf_counter()
         loader = train_net.Trainer.build_train_loader(cfg)
         row["loader_s"] = time.perf_counter() - t
-        row["rss_after_loader"] = _proc_kib(me, "VmRSS") / MIB
-        row["peak_after_loader"] = _proc_kib(me, "VmHWM") / MIB
+        row["rss_after_loader"] = proc_kib(me, "VmRSS") / MIB
+        row["peak_after_loader"] = proc_kib(me, "VmHWM") / MIB
         t = time.perf_counter()
         freq = frequency_provider(cfg)()
         counts = image_count_provider(cfg)()
@@ -114,12 +94,12 @@ def measure_one(size, cache, config, workers, batch):
         next(it)
         row["first_batch_s"] = time.perf_counter() - t
         time.sleep(2.0)  # let every worker load its first batch
-        kids = _children(me)
+        kids = children(me)
         row["workers"] = len(kids)
-        row["worker_rss"] = [_proc_kib(k, "VmRSS") / MIB for k in kids]
-        row["worker_pss"] = [_proc_kib(k, "Pss", "smaps_rollup") / MIB for k in kids]
-        row["main_pss"] = _proc_kib(me, "Pss", "smaps_rollup") / MIB
-        row["peak_main"] = _proc_kib(me, "VmHWM") / MIB
+        row["worker_rss"] = [proc_kib(k, "VmRSS") / MIB for k in kids]
+        row["worker_pss"] = [proc_kib(k, "Pss", "smaps_rollup") / MIB for k in kids]
+        row["main_pss"] = proc_kib(me, "Pss", "smaps_rollup") / MIB
+        row["peak_main"] = proc_kib(me, "VmHWM") / MIB
         row["json_parses"] = counter.count
         row["startup_s"] = row["model_s"] + row["loader_s"] + row["class_stats_s"] + row["first_batch_s"]
         del it, loader
