@@ -174,7 +174,7 @@ def class_frequencies_from_datasets(
 ) -> torch.Tensor:
     """:func:`class_frequencies` over registered datasets, loaded as the train loader loads them."""
     if source not in FREQ_SOURCES:
-        raise ValueError(f"MODEL.LDA.CLASS_FREQ_SOURCE must be one of {FREQ_SOURCES}, got {source!r}")
+        raise ValueError(f"class frequency source must be one of {FREQ_SOURCES}, got {source!r}")
     lists = _loaded_class_lists(dataset_names, num_classes, filter_empty)
     if lists is None:
         dicts = load_training_dicts(dataset_names, filter_empty)
