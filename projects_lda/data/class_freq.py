@@ -173,8 +173,7 @@ def class_frequencies_from_datasets(
     filter_empty: bool = True,
 ) -> torch.Tensor:
     """:func:`class_frequencies` over registered datasets, loaded as the train loader loads them."""
-    if source not in FREQ_SOURCES:
-        raise ValueError(f"class frequency source must be one of {FREQ_SOURCES}, got {source!r}")
+    _check_source(source)
     lists = _loaded_class_lists(dataset_names, num_classes, filter_empty)
     if lists is None:
         dicts = load_training_dicts(dataset_names, filter_empty)
