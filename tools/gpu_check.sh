@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# One command to check the project on a CUDA machine (about 5-8 minutes on one GPU):
+# One command to check the project on a CUDA machine (about 5-8 minutes on one GPU). Every step
+# runs even if an earlier one fails (GPU time is scarce: one failure should not cost the other
+# figures); the failed steps are listed at the end and the exit status is then 1. In this order:
+#   (c) the CUDA tests (tests/test_cuda.py: buffers on the GPU, float64 counts over NCCL, scores);
 #   (a) the embedded LDA config end to end (train + LVIS evaluation) on the GPU;
 #   (b) the LVIS-shaped rehearsal (tools/lvis_rehearsal.py): R-50 FPN, 1,203 classes, 800 px,
 #       2 images per GPU (the configs' batch of 8 on 4 GPUs), baseline and LDA interleaved, with
@@ -25,7 +28,17 @@ LOG="$OUT/gpu_check.log"
 cd "$ROOT"
 
 say() { echo "[gpu_check] $*" | tee -a "$LOG"; }
-run() { say "\$ $*"; local t0=$SECONDS; "$@" 2>&1 | tee -a "$LOG"; say "   ($((SECONDS - t0)) s)"; }
+FAILED=()
+run() {  # runs one step; a failure is recorded (and reported at the end), not fatal
+  say "\$ $*"
+  local t0=$SECONDS
+  if "$@" 2>&1 | tee -a "$LOG"; then
+    say "   ok ($((SECONDS - t0)) s)"
+  else
+    say "   FAILED ($((SECONDS - t0)) s): $*"
+    FAILED+=("$*")
+  fi
+}
 
 if [[ $DRY == 0 ]]; then
   if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
@@ -52,6 +65,12 @@ fi
 export DETECTRON2_DATASETS="${DETECTRON2_DATASETS:-$OUT/datasets}"
 CACHE="$OUT/lvis_shaped"
 
+say "(c) CUDA tests"
+if [[ $DRY == 0 ]]; then
+  run "$PY" -m pytest -q -rs tests/test_cuda.py
+else  # no CUDA: they must all be skipped, with their reason
+  run "$PY" -m pytest -q -rs tests/test_cuda.py -p no:cacheprovider
+fi
 say "(a) embedded LDA config, train + evaluation on $DEVICE"
 run "$PY" train_net.py --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml \
   "${EMB_OPTS[@]}" OUTPUT_DIR "$OUT/embedded_lda"
@@ -62,10 +81,10 @@ run "$PY" tools/lvis_rehearsal.py step --amp --methods baseline lda --cache "$CA
 say "(b) box predictors alone, every method against the baseline"
 run "$PY" tools/lvis_rehearsal.py predictor "${PRED[@]}"
 
-say "(c) CUDA tests"
-if [[ $DRY == 0 ]]; then
-  run "$PY" -m pytest -q -rs tests/test_cuda.py
-else  # no CUDA: they must all be skipped, with their reason
-  run "$PY" -m pytest -q -rs tests/test_cuda.py -p no:cacheprovider
+if (( ${#FAILED[@]} )); then
+  say "FAILED: ${#FAILED[@]} step(s) failed:"
+  for f in "${FAILED[@]}"; do say "  $f"; done
+  say "log in $LOG"
+  exit 1
 fi
 say "done: log in $LOG"
