@@ -78,6 +78,8 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
             assert all(0 <= v <= 100 for v in a["per_class_ap"].values())
         assert len(run["analysis"]["class_image_count"]) == 6
         assert "LDAROIHeads" in run["config"] if method == "lda" else "StandardROIHeads" in run["config"]
+        # a finished run keeps its final weights only (model_0000001.pth was written, then removed)
+        assert [p.name for p in (tmp_path / method / "seed0").glob("*.pth")] == ["model_final.pth"]
     table = (tmp_path / "results.md").read_text()
     assert "| lda | 1 |" in table and "train time ratio" in table
     # lda's difference from the baseline, with its bootstrap CI, equals the difference of the APs

@@ -22,7 +22,8 @@ reported by name at the end (exit status 1) while the others go on. Runs are sta
 seed (baseline, lda, ... for seed 0, then seed 1, ...), so slow drifts of the machine touch
 every method alike; ``--jobs 2`` runs two at a time (a ``concurrent.futures`` pool) with one
 thread each (on a 2-core machine about twice the throughput of one run with two threads).
-Every run writes its detections (``TEST.LVIS_EVAL.WRITE_RESULTS_JSON``) for the error analysis.
+Every run writes its detections (``TEST.LVIS_EVAL.WRITE_RESULTS_JSON``) for the error analysis;
+a finished run keeps ``model_final.pth`` and removes its periodic checkpoints.
 Writes:
 
 * ``OUTPUT/results.json``: per method and seed, bbox and segm AP, AP50, APr, APc, APf; seconds
@@ -208,6 +209,10 @@ def run_one(config_file, out_dir, seed, opts):
     tmp = Path(out_dir) / "run.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, Path(out_dir) / "run.json")  # written last: marks the run as finished
+    # a finished run keeps model_final.pth only: its periodic checkpoints (0.1 GB each here,
+    # 24-30 runs per protocol variant) serve only to resume a run, and this one is finished
+    for ckpt in Path(out_dir).glob("model_[0-9]*.pth"):
+        ckpt.unlink()
 
 
 # ------------------------------------------------------------------------------ table
