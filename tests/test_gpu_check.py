@@ -36,3 +36,21 @@ def test_dry_run_goes_through_every_step(tmp_path):
     assert "copypaste: Task: segm" in log  # the embedded run evaluated
     if not torch.cuda.is_available():
         assert "skipped" in log and "needs CUDA" in log
+
+
+def test_a_failed_step_does_not_stop_the_others(tmp_path):
+    """GPU time is scarce: every step runs, the failed ones are listed at the end, exit 1."""
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'broken interpreter'\nexit 3\n")
+    broken.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(broken))
+    out = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(tmp_path / "out")], cwd=str(ROOT),
+                         env=env, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    assert out.returncode == 1, out.stdout
+    log = (tmp_path / "out" / "gpu_check.log").read_text()
+    for step in ("(c) CUDA tests", "(a) embedded LDA config", "(b) LVIS-shaped rehearsal",
+                 "(b) box predictors alone"):
+        assert step in log, step
+    assert log.count("   FAILED (") == 5  # tests, embedded run, 2 rehearsal steps, predictors
+    assert "FAILED: 5 step(s) failed:" in log and "done: log in" not in log
