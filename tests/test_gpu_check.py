@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools/gpu_check.sh"
 
 
-def _run(*args, timeout=900):
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
+def _run(*args, timeout=900, python=sys.executable):
+    env = dict(os.environ, PYTHON=str(python), OMP_NUM_THREADS="1")
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=str(ROOT), env=env, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -43,10 +43,7 @@ def test_a_failed_step_does_not_stop_the_others(tmp_path):
     broken = tmp_path / "python"
     broken.write_text("#!/bin/sh\necho 'broken interpreter'\nexit 3\n")
     broken.chmod(0o755)
-    env = dict(os.environ, PYTHON=str(broken))
-    out = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(tmp_path / "out")], cwd=str(ROOT),
-                         env=env, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
+    out = _run("--dry-run", str(tmp_path / "out"), timeout=120, python=broken)
     assert out.returncode == 1, out.stdout
     log = (tmp_path / "out" / "gpu_check.log").read_text()
     for step in ("(c) CUDA tests", "(a) embedded LDA config", "(b) LVIS-shaped rehearsal",
