@@ -10,13 +10,13 @@ from .datasets import (
     EXTRA_DATASETS_ENV,
     class_metadata,
     load_lvis_format,
-    lvis_frequency,
     parse_dataset_spec,
     register_all_lvis,
     register_embedded_lvis,
     register_from_env,
     register_lvis_format,
 )
+from .frequency_groups import lvis_frequency
 
 # The generator (numpy/OpenCV drawing) is imported on first use, which also keeps
 # ``python -m projects_lda.data.embedded`` free of runpy's "found in sys.modules" warning.

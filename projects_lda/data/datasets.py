@@ -56,12 +56,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.structures import BoxMode
 
+from .frequency_groups import lvis_frequency
+
 __all__ = [
     "EXTRA_DATASETS_ENV",
     "class_metadata",
     "load_lvis_format",
     "loaded_class_lists",
-    "lvis_frequency",
     "register_lvis_format",
     "register_embedded_lvis",
     "register_all_lvis",
@@ -212,13 +213,6 @@ def _validate(data, json_file):
                 "a non-empty list of polygons [x1, y1, x2, y2, ...] with at least 3 points"
             )
     return cats
-
-
-def lvis_frequency(image_count):
-    """LVIS's frequency group of a category from its number of training images."""
-    if image_count <= 10:
-        return "r"
-    return "c" if image_count <= 100 else "f"
 
 
 def class_metadata(data, json_file):

@@ -64,7 +64,7 @@ import time
 import numpy as np
 
 from . import federated as federation
-from .datasets import lvis_frequency
+from .frequency_groups import lvis_frequency
 from .render import render_split
 
 __all__ = [
