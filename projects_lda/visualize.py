@@ -1,15 +1,19 @@
 """Draw predictions with detectron2's ``Visualizer`` (class names, scores, masks)."""
+import logging
 import os
 from typing import Iterable, List
 
 import cv2
 
-from detectron2.data import MetadataCatalog
+import detectron2.utils.comm as comm
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
-__all__ = ["draw_predictions", "visualize_files"]
+__all__ = ["draw_predictions", "visualize_files", "draw_validation_predictions"]
+
+logger = logging.getLogger("projects_lda")
 
 
 def draw_predictions(
@@ -51,4 +55,16 @@ def visualize_files(
         out = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
         cv2.imwrite(out, drawn[:, :, ::-1])
         written.append(out)
+    return written
+
+
+def draw_validation_predictions(cfg, num_images: int = 4) -> List[str]:
+    """Writes the first ``num_images`` images of the first test set with the predictions of the
+    model of ``cfg`` into OUTPUT_DIR/vis/ (main process only); returns the paths written."""
+    if not cfg.DATASETS.TEST or not comm.is_main_process():
+        return []
+    name = cfg.DATASETS.TEST[0]
+    files = [d["file_name"] for d in DatasetCatalog.get(name)[:num_images]]
+    written = visualize_files(cfg, files, os.path.join(cfg.OUTPUT_DIR, "vis"), name)
+    logger.info("Predictions drawn: %s", ", ".join(written))
     return written

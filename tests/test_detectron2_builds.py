@@ -24,6 +24,7 @@ from projects_lda.engine import (
     compat,
     launcher,
 )
+from projects_lda.engine.defaults import check_weights
 
 import train_net  # noqa: E402  (conftest puts the repository root on sys.path)
 
@@ -104,7 +105,7 @@ def _small_weights(tmp_path):
 @pytest.mark.skipif(not compat.WEIGHTS_URL_QUERIES, reason="detectron2 0.6 reads no ?query")
 def test_weights_path_with_matching_heuristics_query(tmp_path):
     weights = _small_weights(tmp_path) + "?matching_heuristics=True"
-    train_net._check_weights(types.SimpleNamespace(MODEL=types.SimpleNamespace(WEIGHTS=weights)))
+    check_weights(types.SimpleNamespace(MODEL=types.SimpleNamespace(WEIGHTS=weights)))
     model = nn.Sequential(nn.Linear(3, 2))
     checkpointer = SafeCheckpointer(model)
     checkpointer.load(weights)
@@ -119,7 +120,7 @@ def test_weights_path_query_is_named_where_unsupported(tmp_path):
     weights = _small_weights(tmp_path) + "?matching_heuristics=True"
     cfg = types.SimpleNamespace(MODEL=types.SimpleNamespace(WEIGHTS=weights))
     with pytest.raises(FileNotFoundError, match=r"w\.pth\?matching_heuristics=True.*main does"):
-        train_net._check_weights(cfg)
+        check_weights(cfg)
 
 
 # ============================================================================ training loop

@@ -7,8 +7,6 @@ import argparse
 import json
 import math
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +14,7 @@ import torch
 from detectron2.data import DatasetCatalog
 
 from projects_lda.engine.checkpoint import SafeCheckpointer
+from projects_lda.engine.defaults import visualize_predictions
 from projects_lda.data import register_lvis_format
 
 import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
@@ -70,9 +69,6 @@ def test_train_eval_resume(train_args, tmp_path):
 
 
 def test_visualize_tool_reads_the_config_like_train_net(tiny_dataset, tmp_path):
-    sys.path.insert(0, str(Path(train_net.__file__).parent / "tools"))
-    import visualize
-
     opts = ["DATASETS.TEST", "('tiny_embedded_val',)", "MODEL.ROI_HEADS.NUM_CLASSES",
             str(TINY_CLASSES), "TEST.DETECTIONS_PER_IMAGE", "5"]
     cfg = train_net.setup(argparse.Namespace(config_file=str(LDA_CONFIG), opts=opts + [
@@ -80,10 +76,11 @@ def test_visualize_tool_reads_the_config_like_train_net(tiny_dataset, tmp_path):
     weights = tmp_path / "w" / "random.pth"
     SafeCheckpointer(train_net.Trainer.build_model(cfg), str(tmp_path / "w")).save("random")
     out = tmp_path / "vis"
-    visualize.main(["--config-file", str(LDA_CONFIG), "--dataset", "tiny_embedded_val", "--num",
-                    "2", "--output", str(out), *opts, "MODEL.WEIGHTS", str(weights)])
-    assert len(list(out.glob("*.png"))) == 2 and (out / "config.yaml").is_file()
+    written = visualize_predictions(str(LDA_CONFIG), [*opts, "MODEL.WEIGHTS", str(weights)],
+                                    str(out), dataset="tiny_embedded_val", num_images=2)
+    assert sorted(written) == sorted(map(str, out.glob("*.png"))) and len(written) == 2
+    assert (out / "config.yaml").is_file()
     # a config error is named as train_net names it
     with pytest.raises(KeyError, match="command-line options: .*NO_SUCH_KEY"):
-        visualize.main(["--config-file", str(LDA_CONFIG), "--dataset", "tiny_embedded_val",
-                        "--output", str(out), "MODEL.NO_SUCH_KEY", "1"])
+        visualize_predictions(str(LDA_CONFIG), ["MODEL.NO_SUCH_KEY", "1"], str(out),
+                              dataset="tiny_embedded_val")

@@ -10,18 +10,13 @@ Draw a trained model's predictions (class names, scores, masks) with detectron2'
     python tools/visualize.py --config-file CONFIG --input a.jpg b.jpg --output vis/ MODEL.WEIGHTS W
 
 One PNG per image is written into --output (with the config and log of the run). The config is
-read by train_net.setup, as for training: same checks and messages; runs on the CPU when CUDA is
-not available.
+read by train_net.py's setup, as for training: same checks and messages; runs on the CPU when
+CUDA is not available. The code: ``projects_lda.engine.defaults.visualize_predictions``.
 """
 import argparse
-import os
 import sys
 
-from detectron2.data import DatasetCatalog
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import train_net  # noqa: E402  (the repository root)
-from projects_lda.visualize import visualize_files  # noqa: E402
+from projects_lda.engine.defaults import visualize_predictions
 
 
 def get_parser():
@@ -39,24 +34,14 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    cfg = train_net.setup(
-        argparse.Namespace(
-            config_file=args.config_file,
-            opts=list(args.opts) + ["OUTPUT_DIR", args.output],
-            eval_only=True,
+    try:
+        written = visualize_predictions(
+            args.config_file, args.opts, args.output, dataset=args.dataset,
+            num_images=args.num, files=args.input, score_thresh=args.score_thresh,
         )
-    )
-    if not cfg.MODEL.WEIGHTS:
-        sys.exit("MODEL.WEIGHTS: give the trained weights (MODEL.WEIGHTS path/to/model_final.pth)")
-    if args.dataset:
-        files = [d["file_name"] for d in DatasetCatalog.get(args.dataset)[: args.num]]
-        names_from = args.dataset
-    else:
-        missing = [f for f in args.input if not os.path.isfile(f)]
-        if missing:
-            sys.exit(f"--input: file(s) not found: {', '.join(missing)}")
-        files, names_from = args.input, cfg.DATASETS.TEST[0]
-    for path in visualize_files(cfg, files, args.output, names_from, args.score_thresh):
+    except (FileNotFoundError, ValueError) as e:  # a config error (KeyError) keeps its traceback
+        sys.exit(str(e))
+    for path in written:
         print(path)
 
 

@@ -1,0 +1,218 @@
+"""
+The project's trainer and the setup of a run from command-line arguments, as ``train_net.py``
+runs them and as the tools (benchmark, LVIS rehearsals, visualisation) build models and loaders;
+:func:`visualize_predictions` is ``tools/visualize.py``.
+
+Reliability (docs/reliability.md): a resumed run continues exactly as an uninterrupted one;
+checkpoints are loaded with torch.load(weights_only=True) and written atomically; unreadable
+training images are skipped with a warning; a non-finite loss stops the run naming the iteration
+and the loss term.
+"""
+import argparse
+import logging
+import os
+import weakref
+
+import torch
+
+import detectron2.utils.comm as comm
+from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, default_setup
+from detectron2.evaluation import verify_results
+from detectron2.utils.logger import setup_logger
+
+from ..config import get_project_cfg
+from ..data.loader import ReproducibleTrainLoader, build_reproducible_train_loader
+from ..data.mapper import SafeDatasetMapper
+from ..evaluation import build_evaluator
+from ..visualize import draw_validation_predictions, visualize_files
+from .checkpoint import SafeCheckpointer
+from .compat import split_weights_query
+from .hooks import RunStateHook
+from .train_loop import CheckedAMPTrainer, CheckedSimpleTrainer
+
+__all__ = ["Trainer", "check_weights", "setup", "main", "visualize_predictions"]
+
+logger = logging.getLogger("projects_lda")
+
+
+class Trainer(DefaultTrainer):
+    """
+    DefaultTrainer with LVIS evaluation, the reproducible training loader, a data mapper that
+    names unreadable images, a training loop that names non-finite loss terms, safe atomic
+    checkpoints, exact resume (:class:`~projects_lda.engine.RunStateHook`) and DDP on the CPU.
+    """
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__, step by step, with the checked trainer, the safe checkpointer
+        # and a DDP wrapper that also works on the CPU (detectron2 gives DDP CUDA device_ids)
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_cuda = next(model.parameters()).device.type == "cuda"
+        model = create_ddp_model(
+            model,
+            broadcast_buffers=False,
+            device_ids=[comm.get_local_rank()] if on_cuda else None,
+        )
+        checked = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
+        self._trainer = checked(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = SafeCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        loader = self._trainer.data_loader
+        if isinstance(loader, ReproducibleTrainLoader):
+            seed = loader.seed
+        else:
+            seed = self.cfg.SEED if self.cfg.SEED >= 0 else comm.shared_random_seed()
+        return super().build_hooks() + [RunStateHook(seed, loader)]
+
+    # The optimizer travels under "_trainer" (detectron2 0.6's DefaultTrainer does not save it:
+    # a resumed run restarted SGD momentum from zero). Loaded through TrainerBase, since main's
+    # DefaultTrainer.load_state_dict fails on checkpoints without "_trainer" (0.6's) and would
+    # load the optimizer a second time.
+    def state_dict(self):
+        ret = TrainerBase.state_dict(self)
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        TrainerBase.load_state_dict(self, state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning(
+                "The checkpoint holds no optimizer state (written by detectron2 0.6's "
+                "DefaultTrainer): SGD momentum restarts from zero"
+            )
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_reproducible_train_loader(cfg, mapper=SafeDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=SafeDatasetMapper(cfg, is_train=False)
+        )
+
+
+def check_weights(cfg):
+    """Raises FileNotFoundError when MODEL.WEIGHTS names a missing local file (detectron2
+    silently trains from scratch then)."""
+    weights, _ = split_weights_query(cfg.MODEL.WEIGHTS)  # "w.pth?matching_heuristics=True"
+    if weights and "://" not in weights and not os.path.isfile(weights):
+        hint = ""
+        if "?" in weights:
+            hint = " (this detectron2 build reads no '?query' after a weights path; main does)"
+        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {weights}{hint}")
+
+
+def setup(args):
+    """
+    The frozen project config of ``args`` (``config_file``, ``opts``; detectron2's
+    ``default_argument_parser``), with detectron2's ``default_setup`` (output folder, logs,
+    config dump, seed) done. Config errors name the file or the command-line option.
+    """
+    cfg = get_project_cfg()
+    # yacs names the bad key but not where it came from
+    try:
+        cfg.merge_from_file(args.config_file)
+    except KeyError as e:  # "Non-existent config key: X"
+        raise KeyError(f"{args.config_file}: {e.args[0] if e.args else e}") from None
+    try:
+        cfg.merge_from_list(args.opts)
+    except (KeyError, AssertionError) as e:  # "Non-existent key: X"
+        raise KeyError(f"command-line options: {e.args[0] if e.args else e}") from None
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu":
+        cfg.MODEL.DEVICE = "cpu"
+    check_weights(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    # warnings of projects_lda (skipped images, dropped annotations) go to the console and log.txt
+    setup_logger(
+        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="projects_lda", abbrev_name="lda"
+    )
+    return cfg
+
+
+def main(args):
+    """
+    Trains (or, with ``args.eval_only``, evaluates) the run of ``args`` and returns the
+    evaluation results; then draws a few validation images with predictions into
+    OUTPUT_DIR/vis/.
+    """
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        draw_validation_predictions(cfg)
+        return res
+
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    # DefaultTrainer evaluates at the end of training and keeps the results here
+    res = getattr(trainer, "_last_eval_results", None)
+    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    if os.path.isfile(final):
+        draw_validation_predictions(_with_weights(cfg, final))
+    return res
+
+
+def _with_weights(cfg, weights):
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = weights
+    cfg.freeze()
+    return cfg
+
+
+def visualize_predictions(
+    config_file, opts, output_dir, *, dataset=None, num_images=8, files=None, score_thresh=0.3
+):
+    """
+    Draws the predictions of the trained model of ``config_file`` and ``opts`` (which give
+    MODEL.WEIGHTS) on the first ``num_images`` images of the registered ``dataset``, or on the
+    image ``files`` (class names from the config's first test set), into ``output_dir`` with the
+    run's config and log. The config is read by :func:`setup`, as for training. Returns the
+    paths of the PNGs written.
+    """
+    if (dataset is None) == (files is None):
+        raise ValueError("visualize_predictions: give either a dataset or image files")
+    cfg = setup(
+        argparse.Namespace(
+            config_file=config_file, opts=[*opts, "OUTPUT_DIR", output_dir], eval_only=True
+        )
+    )
+    if not cfg.MODEL.WEIGHTS:
+        raise ValueError(
+            "MODEL.WEIGHTS: give the trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
+        )
+    if dataset is not None:
+        files = [d["file_name"] for d in DatasetCatalog.get(dataset)[:num_images]]
+        names_from = dataset
+    else:
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
+        names_from = cfg.DATASETS.TEST[0]
+    return visualize_files(cfg, files, output_dir, names_from, score_thresh)
