@@ -20,9 +20,18 @@ Safe checkpoint files: restricted loading, clear errors, a visible load report, 
   the projection head, the class frequencies and the alpha window as new, and the baseline's
   ``cls_score`` as unused. The report is also kept in :attr:`SafeCheckpointer.last_load_report`.
 * **Resume past a damaged checkpoint.** When the file named by ``last_checkpoint`` is missing,
-  truncated or corrupt, ``resume_or_load(..., resume=True)`` loads the newest intact checkpoint of
-  the folder instead, with a warning naming both files; it raises :class:`CheckpointError` only
-  when no checkpoint there can be loaded. The damaged file is left where it is.
+  truncated or corrupt, ``resume_or_load(..., resume=True)`` loads instead the intact checkpoint
+  of the folder that holds the highest iteration, with a warning naming the files skipped; it
+  raises :class:`CheckpointError` only when no checkpoint there can be loaded. The candidates are
+  the files the periodic checkpointer writes, ordered by the iteration they hold, never by
+  modification time (a copied folder has new times, in directory order): ``model_0000499.pth``
+  by the 499 of its name, ``model_final.pth`` by the iteration it stores (the run's last,
+  ``MAX_ITER - 1``; a later run with a larger ``MAX_ITER`` writes periodic files past it).
+  A candidate whose stored ``iteration`` differs from its name's (a renamed or copied file) is
+  skipped, and the warning gives both values: its place in the order would be wrong. (The file
+  ``last_checkpoint`` names is loaded as detectron2 loads it, with a warning on such a mismatch;
+  the resume starts after the stored iteration.) Other ``.pth`` files (pretrained weights, say)
+  hold no iteration of the run and are not candidates. No file is deleted or rewritten.
 * **Atomic writes.** A checkpoint (and the ``last_checkpoint`` tag) is written to a temporary
   file in the same folder, flushed to disk, then renamed over the target. A run killed while
   saving leaves the previous file intact (never a truncated ``model_final.pth``), and
@@ -35,9 +44,10 @@ non-finite loss never replaces an existing ``model_final.pth``.
 import logging
 import os
 import pickle
+import re
 import tempfile
 import zipfile
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -50,6 +60,7 @@ __all__ = [
     "LoadReport",
     "SafeCheckpointer",
     "atomic_write",
+    "checkpoint_name_iteration",
     "load_checkpoint_file",
 ]
 
@@ -160,8 +171,29 @@ def _corrupt(path, size, e):
     return CheckpointError(
         f"Cannot load checkpoint {path} ({size} bytes): the file is truncated or corrupt "
         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). --resume falls back "
-        "to the newest intact checkpoint of the output folder."
+        "to the intact checkpoint of the output folder with the highest iteration."
     )
+
+
+# What detectron2's PeriodicCheckpointer names its files (its default file_prefix, "model"):
+# "model_{iteration:07d}.pth" every CHECKPOINT_PERIOD iterations, "model_final.pth" at the end.
+_PERIODIC_NAME = re.compile(r"model_(\d+)\.pth")
+_FINAL_NAME = "model_final.pth"
+
+
+def checkpoint_name_iteration(path: str) -> Optional[int]:
+    """The iteration in a periodic checkpoint's name (``model_0000499.pth`` -> 499), else None."""
+    m = _PERIODIC_NAME.fullmatch(os.path.basename(path))
+    return int(m.group(1)) if m else None
+
+
+def _stored_iteration(data) -> Optional[int]:
+    """The ``iteration`` a training checkpoint stores (PeriodicCheckpointer saves it), or None."""
+    value = data.get("iteration") if isinstance(data, dict) else None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------------------- checkpointer
@@ -192,35 +224,93 @@ class SafeCheckpointer(DetectionCheckpointer):
         # Each candidate is read (and checked) before load() is called with it, so a damaged
         # file never reaches detectron2's loader half-way; load() then uses what was read.
         last = self.get_checkpoint_file()
-        damaged = []
-        same = os.path.abspath(last)
-        others = sorted(  # newest first
-            (f for f in self.get_all_checkpoint_files() if os.path.abspath(f) != same),
-            key=lambda f: (os.path.getmtime(f), f),
-            reverse=True,
-        )
-        for candidate in [last] + others:
+        try:
+            data = load_checkpoint_file(last)
+        except (CheckpointError, FileNotFoundError) as e:
+            return self._resume_from_fallback(last, e)
+        # The file last_checkpoint names is loaded as detectron2 loads it (the run wrote that
+        # name, or the user chose it); the resume starts after the iteration it stores.
+        named, stored = checkpoint_name_iteration(last), _stored_iteration(data)
+        if named is not None and stored is not None and named != stored:
+            self.logger.warning(
+                "%s stores iteration %d but its name says %d; resuming after iteration %d",
+                last, stored, named, stored,
+            )
+        return self._load_preloaded(last, data)
+
+    def _resume_from_fallback(self, last: str, error: Exception) -> Dict[str, Any]:
+        """
+        Loads the intact candidate with the highest iteration (see :meth:`_fallback_candidates`)
+        after the file ``last_checkpoint`` names (``last``) failed to load with ``error``.
+        """
+        skipped = [(last, error)]
+        for iteration, candidate in self._fallback_candidates(last, skipped):
             try:
-                self._preloaded = {candidate: load_checkpoint_file(candidate)}
+                data = load_checkpoint_file(candidate)
             except (CheckpointError, FileNotFoundError) as e:
-                damaged.append((candidate, e))
+                skipped.append((candidate, e))
                 continue
-            if damaged:
-                self.logger.warning(
-                    "Cannot resume from %s (%s); resuming from %s, the newest intact checkpoint",
-                    last,
-                    damaged[0][1],
-                    candidate,
+            stored = _stored_iteration(data)
+            if stored != iteration:
+                # a renamed or copied file: ordered by its name, it may not be the newest
+                reason = (
+                    "it holds no iteration"
+                    if stored is None
+                    else f"it stores iteration {stored} but its name says {iteration}"
                 )
-            try:
-                return self.load(candidate)
-            finally:
-                self._preloaded = {}
+                skipped.append((candidate, reason))
+                continue
+            also = "; ".join(f"{f} ({e})" for f, e in skipped[1:])
+            self.logger.warning(
+                "Cannot resume from %s (%s); resuming from %s (iteration %d), the intact "
+                "checkpoint with the highest iteration%s",
+                last, error, candidate, iteration, f"; also skipped: {also}" if also else "",
+            )
+            return self._load_preloaded(candidate, data)
         raise CheckpointError(
             f"Cannot resume from {self.save_dir}: no checkpoint there can be loaded ("
-            + "; ".join(f"{f}: {e}" for f, e in damaged)
+            + "; ".join(f"{f}: {e}" for f, e in skipped)
             + ")"
         )
+
+    def _fallback_candidates(self, last: str, skipped: List) -> List[Tuple[int, str]]:
+        """
+        ``(iteration, path)`` of the folder's periodic checkpoints and ``model_final.pth`` other
+        than ``last``, highest iteration first (``model_final.pth`` first on a tie: it holds the
+        same state as the periodic file of its iteration). A periodic file's iteration is the one
+        in its name, checked against the stored one when it is loaded; ``model_final.pth``'s is
+        the one it stores, so it is read here (a failure is added to ``skipped``). Never the
+        modification times: copying a folder (``cp -r``) gives its files new ones, in directory
+        order.
+        """
+        same = os.path.abspath(last)
+        ranked = []
+        for f in self.get_all_checkpoint_files():
+            if os.path.abspath(f) == same:
+                continue
+            iteration = checkpoint_name_iteration(f)
+            if iteration is not None:
+                ranked.append((iteration, 0, f))
+            elif os.path.basename(f) == _FINAL_NAME:
+                try:
+                    iteration = _stored_iteration(load_checkpoint_file(f))
+                except (CheckpointError, FileNotFoundError) as e:
+                    skipped.append((f, e))
+                    continue
+                if iteration is None:
+                    skipped.append((f, "it holds no iteration"))
+                    continue
+                ranked.append((iteration, 1, f))
+        ranked.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
+        return [(iteration, f) for iteration, _, f in ranked]
+
+    def _load_preloaded(self, path: str, data: Dict[str, Any]) -> Dict[str, Any]:
+        """``load(path)`` with the content already read (``_load_file`` takes it from here)."""
+        self._preloaded = {path: data}
+        try:
+            return self.load(path)
+        finally:
+            self._preloaded = {}
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
