@@ -51,13 +51,28 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.TEMPERATURE = 20.0
 
 
+def add_training_config(cfg):
+    """Add the config keys of the training loop (``engine.defaults.Trainer``) that detectron2
+    lacks."""
+    _C = cfg
+    # How many periodic checkpoints (model_NNNNNNN.pth, one every SOLVER.CHECKPOINT_PERIOD
+    # iterations) a run keeps: after writing one it deletes the oldest it created beyond this
+    # number. 0 keeps them all, as detectron2 does (the default: an LVIS user may want each).
+    # model_final.pth and the files already in OUTPUT_DIR when the run starts are never deleted.
+    # 2 or more leaves --resume an older checkpoint to fall back on when the newest is damaged
+    # (projects_lda/engine/hooks.py, docs/reliability.md). The embedded configs keep 2.
+    _C.SOLVER.CHECKPOINT_MAX_TO_KEEP = 0
+
+
 def get_project_cfg():
-    """detectron2's default config with the keys of LDA, the peer methods and the evaluation."""
+    """detectron2's default config with the keys of LDA, the peer methods, the evaluation and the
+    training loop."""
     from .evaluation import add_evaluation_config
     from .modeling.peers.config import add_peers_config
 
     cfg = get_cfg()
     add_lda_config(cfg)
+    add_training_config(cfg)
     add_peers_config(cfg)
     add_evaluation_config(cfg)
     return cfg

@@ -17,7 +17,7 @@ import torch
 
 import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog, build_detection_test_loader
-from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, default_setup
+from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, default_setup, hooks
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
@@ -28,7 +28,7 @@ from ..evaluation import build_evaluator
 from ..visualize import draw_validation_predictions, visualize_files
 from .checkpoint import SafeCheckpointer
 from .compat import split_weights_query
-from .hooks import RunStateHook
+from .hooks import PruningPeriodicCheckpointer, RunStateHook
 from .train_loop import CheckedAMPTrainer, CheckedSimpleTrainer
 
 __all__ = ["Trainer", "check_weights", "setup", "main", "visualize_predictions"]
@@ -74,7 +74,16 @@ class Trainer(DefaultTrainer):
             seed = loader.seed
         else:
             seed = self.cfg.SEED if self.cfg.SEED >= 0 else comm.shared_random_seed()
-        return super().build_hooks() + [RunStateHook(seed, loader)]
+        # detectron2's checkpoint hook keeps every periodic checkpoint; this one keeps the newest
+        # SOLVER.CHECKPOINT_MAX_TO_KEEP of them (0: all), never model_final.pth or a file that
+        # was there before the run
+        ret = [
+            PruningPeriodicCheckpointer.from_config(self.cfg, self.checkpointer)
+            if isinstance(h, hooks.PeriodicCheckpointer)
+            else h
+            for h in super().build_hooks()
+        ]
+        return ret + [RunStateHook(seed, loader)]
 
     # The optimizer travels under "_trainer" (detectron2 0.6's DefaultTrainer does not save it:
     # a resumed run restarted SGD momentum from zero). Loaded through TrainerBase, since main's

@@ -1,4 +1,7 @@
 """
+Hooks of ``train_net.Trainer``: :class:`RunStateHook` (exact resume) and
+:class:`PruningPeriodicCheckpointer` (periodic checkpoints, keeping only the newest few).
+
 :class:`RunStateHook`: what makes a resumed run continue exactly as an uninterrupted one, besides
 the model, optimizer and LR schedule that detectron2's checkpoint already holds.
 
@@ -11,6 +14,7 @@ the model, optimizer and LR schedule that detectron2's checkpoint already holds.
   iterations) continue exactly (tests/test_reliability.py shows what differs without them).
 """
 import logging
+import os
 from collections import Counter
 
 from detectron2.engine import hooks
@@ -18,7 +22,7 @@ from detectron2.utils import comm
 
 from ..data.loader import ReproducibleTrainLoader, derive_seed, seed_everything
 
-__all__ = ["RunStateHook"]
+__all__ = ["PruningPeriodicCheckpointer", "RunStateHook"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +88,79 @@ class RunStateHook(hooks.HookBase):
             logger.info("Resuming with the seed of the checkpoint, %d (not %d)", seed, self.seed)
         self.seed = seed
         self._pending = state
+
+
+class PruningPeriodicCheckpointer(hooks.PeriodicCheckpointer):
+    """
+    detectron2's ``PeriodicCheckpointer`` hook (``model_NNNNNNN.pth`` every ``period``
+    iterations, ``model_final.pth`` after the last) whose ``max_to_keep`` removes only files this
+    run created. After writing a periodic checkpoint it deletes the oldest of those it created
+    beyond the newest ``max_to_keep``, with a log line naming the file. Never deleted:
+
+    * ``model_final.pth``;
+    * any checkpoint file that was in the folder when training started: the earlier run's
+      checkpoints, which it may have been told to keep (by ``max_to_keep=None``), even when this
+      run writes a file of the same name again (fvcore's hook deletes such a file too);
+    * the newest ``max_to_keep``: a file is deleted only after its successor is completely
+      written (``SafeCheckpointer`` writes atomically), so with ``max_to_keep >= 2``
+      ``--resume`` keeps an older checkpoint to fall back on when the newest is damaged.
+
+    ``max_to_keep=None`` keeps every checkpoint, as detectron2 does.
+    """
+
+    def __init__(self, checkpointer, period, max_iter=None, max_to_keep=None, file_prefix="model"):
+        if max_to_keep is not None and (not isinstance(max_to_keep, int) or max_to_keep < 1):
+            raise ValueError(
+                f"max_to_keep must be None (keep every checkpoint) or a count >= 1, "
+                f"got {max_to_keep!r}"
+            )
+        super().__init__(checkpointer, period, max_iter, max_to_keep, file_prefix)
+        self._present_at_start = set()
+
+    @classmethod
+    def from_config(cls, cfg, checkpointer):
+        """The hook for ``SOLVER.CHECKPOINT_PERIOD`` and ``SOLVER.CHECKPOINT_MAX_TO_KEEP``."""
+        keep = cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ValueError(
+                "SOLVER.CHECKPOINT_MAX_TO_KEEP must be 0 (keep every periodic checkpoint) or the "
+                f"number of periodic checkpoints to keep, got {keep!r}"
+            )
+        return cls(checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_to_keep=keep or None)
+
+    def before_train(self):
+        super().before_train()
+        save_dir = self.checkpointer.save_dir
+        present = []
+        if save_dir and self.path_manager.exists(save_dir):
+            present = self.checkpointer.get_all_checkpoint_files()
+        self._present_at_start = {os.path.basename(f) for f in present}
+        self.recent_checkpoints = []
+
+    def step(self, iteration: int, **kwargs) -> None:
+        # fvcore's step() with the deletion of _prune(); the names are fvcore's
+        iteration = int(iteration)
+        additional_state = {"iteration": iteration, **kwargs}
+        if (iteration + 1) % self.period == 0:
+            name = "{}_{:07d}".format(self.file_prefix, iteration)
+            self.checkpointer.save(name, **additional_state)
+            if self.max_to_keep is not None:
+                self._prune(name + ".pth")
+        if self.max_iter is not None and iteration >= self.max_iter - 1:
+            self.checkpointer.save(f"{self.file_prefix}_final", **additional_state)
+
+    def _prune(self, written: str) -> None:
+        """Deletes the oldest periodic checkpoints this run created beyond ``max_to_keep``."""
+        if written in self._present_at_start:
+            return  # in the folder before the run: never deleted, so not counted either
+        self.recent_checkpoints.append(written)
+        while len(self.recent_checkpoints) > self.max_to_keep:
+            path = os.path.join(self.checkpointer.save_dir, self.recent_checkpoints.pop(0))
+            if self.path_manager.exists(path):
+                self.path_manager.rm(path)
+                logger.info(
+                    "Deleted %s: only the newest %d periodic checkpoints of this run are kept "
+                    "(SOLVER.CHECKPOINT_MAX_TO_KEEP; 0 keeps them all)",
+                    path,
+                    self.max_to_keep,
+                )
