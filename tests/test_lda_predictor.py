@@ -105,9 +105,12 @@ def test_adaptive_alpha_by_hand():
         assert storage.history("lda/alpha").latest() == pytest.approx(alpha)
         assert storage.history("lda/acc_unbalanced").latest() == pytest.approx(2 / 3)
         assert storage.history("lda/acc_balanced").latest() == pytest.approx(1 / 3)
-        # detectron2's metrics from the test-time score p_fg * p_b: class 0 for every proposal
-        assert storage.history("fast_rcnn/cls_accuracy").latest() == pytest.approx(1 / 3)
+        # detectron2's fg metrics from the test-time score p_fg * p_b: class 0 for every proposal
+        assert storage.history("fast_rcnn/fg_cls_accuracy").latest() == pytest.approx(1 / 3)
         assert storage.history("fast_rcnn/false_negative").latest() == 0.0
+        assert storage.history("lda/fgbg_accuracy").latest() == 1.0
+        # over all rows it would need g_b on the background rows, which training does not run
+        assert "fast_rcnn/cls_accuracy" not in storage.histories()
     ce0 = -math.log(math.exp(5) / (math.exp(5) + 2))
     ce1 = -math.log(1 / (math.exp(5) + 2))
     expected = 2.0 * alpha * (BETA[0] * ce0 + 2 * BETA[1] * ce1) / 3
@@ -142,7 +145,7 @@ def test_inference_skips_unbalanced_and_projection():
         p.remove("gt_boxes")
         p.remove("gt_classes")
     predictions = predictor(torch.rand(3, 8))
-    assert predictions[0].unbalanced is None and predictions[0].projection is None
+    assert predictions[0].features is None and predictions[0].balanced.shape == (3, C)
     instances, kept = predictor.inference(predictions, proposals)
     assert calls == []
     assert len(instances) == 1 and len(kept) == 1
@@ -224,41 +227,84 @@ def test_normed_linear_option_makes_three_cosine_classifiers():
                                                             [-1.0, 0, 0, 0, 0, 0, 0, 0]]))
         predictor.balanced_score.bias.zero_()
     x = torch.tensor([[3.0, 4.0, 0, 0, 0, 0, 0, 0]])
+    predictor.eval()
     logits, _ = predictor(x)
     # tau * cos: 10 * (3/5, 4/5, -3/5); the same for any positive scale of the feature
     assert logits.balanced[0].tolist() == pytest.approx([6.0, 8.0, -6.0], rel=1e-5)
     assert torch.allclose(predictor(7 * x)[0].balanced, logits.balanced, atol=1e-5)
+    predictor.train()
     assert_finite_and_every_parameter_gets_a_gradient(predictor, run_losses(predictor, [0, C]))
 
 
-@pytest.mark.parametrize("normed_linear", [False, True], ids=["linear", "cosine"])
-def test_random_initial_draws_keep_their_order(normed_linear):
-    # The committed benchmark runs depend on the order of the random draws (seed -> weights):
-    # the parent's layers, then the FgBg, unbalanced and balanced classifiers, then the projection.
-    from torch import nn
+def _reference_losses(predictor, x, gt_classes, alpha):
+    """
+    The LDA classification losses written the obvious way, as the predictor computed them before
+    its C-way heads ran on the foreground rows only: every head on all rows, the foreground rows
+    picked by a boolean mask, the class centres of Eq. 7-8 class by class.
+    """
+    import torch.nn.functional as F
 
-    from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+    R = gt_classes.numel()
+    fg = (gt_classes >= 0) & (gt_classes < C)
+    y = gt_classes[fg]
+    u = predictor.unbalanced_score(x)[fg]
+    b = predictor.balanced_score(x)[fg]
+    z = predictor.projection(x)[fg]
+    beta = torch.tensor(BETA)
+    losses = {
+        "loss_fgbg": F.cross_entropy(predictor.fgbg_score(x), (~fg).long(), reduction="sum") / R,
+        "loss_cls_unbalanced": F.cross_entropy(u, y, reduction="sum") / R + 0 * u.sum(),
+        "loss_cls_balanced": predictor.balanced_loss_factor * alpha
+        * ((beta[y] * F.cross_entropy(b, y, reduction="none")).sum() / R + 0 * b.sum()),
+    }
+    classes = sorted(set(y.tolist()))
+    centres = {k: z[y == k].mean(dim=0) for k in classes}
+    intra = [
+        (1 - F.cosine_similarity(z[y == k], centres[k][None], dim=1)).mean()
+        for k in classes if int((y == k).sum()) >= 2
+    ]
+    inter = [
+        (predictor.margin - (1 - F.cosine_similarity(centres[j], centres[k], dim=0))).clamp(min=0)
+        for j in classes for k in classes if j != k
+    ]
+    zero = 0 * z.sum()
+    lam = predictor.divergence_weight
+    losses["loss_intra"] = lam * (torch.stack(intra).mean() if intra else zero)
+    losses["loss_inter"] = lam * (torch.stack(inter).mean() if inter else zero)
+    return losses
 
-    from projects_lda.modeling.layers import NormedLinear
 
+@pytest.mark.parametrize(
+    "gt_classes",
+    [[0, 2, 2, 1, C, 0, 0, C, 2, C, C, 1], [1, C, C, C], [C, C, C]],
+    ids=["mixed", "one_foreground", "no_foreground"],
+)
+def test_foreground_only_heads_give_the_losses_and_gradients_of_heads_on_all_rows(gt_classes):
     torch.manual_seed(0)
-    predictor = make_predictor(normed_linear=normed_linear)
-    torch.manual_seed(0)
-    parent = FastRCNNOutputLayers(
-        ShapeSpec(channels=8), box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
-        num_classes=C,
+    predictor = make_predictor(fixed_alpha=0.7, divergence_weight=0.3, margin=1.2, proj_dim=4)
+    for p in predictor.parameters():  # away from the zero biases of the initialisation
+        torch.nn.init.normal_(p, std=0.5)
+    reference = __import__("copy").deepcopy(predictor)
+    x = torch.randn(len(gt_classes), 8)
+    proposals = make_proposals(gt_classes)
+    seen = []
+    for head in (predictor.unbalanced_score, predictor.balanced_score, predictor.projection):
+        head.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape[0]))
+    with EventStorage():
+        losses = predictor.losses(predictor(x), proposals)
+    num_fg = sum(c < C for c in gt_classes)
+    assert seen == [num_fg] * 3  # g_u, g_b and the projection head: the foreground rows only
+
+    expected = _reference_losses(reference, x, proposals[0].gt_classes, alpha=0.7)
+    expected["loss_box_reg"] = reference.box_reg_loss(
+        proposals[0].proposal_boxes.tensor, proposals[0].gt_boxes.tensor, reference.bbox_pred(x),
+        proposals[0].gt_classes,
     )
-    if normed_linear:
-        classifiers = [NormedLinear(8, 2), NormedLinear(8, C), NormedLinear(8, C)]
-    else:
-        classifiers = [nn.Linear(8, 2), nn.Linear(8, C), nn.Linear(8, C)]
-    projection = nn.Linear(8, 128)
-    if not normed_linear:
-        for layer in classifiers:
-            nn.init.normal_(layer.weight, std=0.01)
-            nn.init.constant_(layer.bias, 0)
-    expected = {"bbox_pred": parent.bbox_pred, "projection": projection}
-    expected.update(zip(["fgbg_score", "unbalanced_score", "balanced_score"], classifiers))
-    for name, layer in expected.items():
-        got = getattr(predictor, name)
-        assert torch.equal(got.weight, layer.weight) and torch.equal(got.bias, layer.bias), name
+    assert set(losses) == set(expected)
+    for k in expected:
+        assert losses[k].item() == pytest.approx(expected[k].item(), abs=1e-6), k
+    sum(losses.values()).backward()
+    sum(expected.values()).backward()
+    for (name, p), q in zip(predictor.named_parameters(), reference.parameters()):
+        assert p.grad is not None and q.grad is not None, name  # DDP: every parameter takes part
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), name

@@ -35,24 +35,35 @@ class AccuracyWindow(nn.Module):
 
     @torch.no_grad()
     def update(self, correct_unbalanced, correct_balanced, total) -> None:
-        """Adds one mini-batch (the local counts of this worker) to the window."""
-        local = torch.tensor(
-            [float(correct_unbalanced), float(correct_balanced), float(total)],
-            dtype=torch.float64,
-            device=self.counts.device,
+        """
+        Adds one mini-batch (the local counts of this worker, numbers or 0-dim tensors) to the
+        window. With tensors on the window's device nothing waits for the device: the slot is
+        chosen by a tensor index.
+        """
+        local = torch.stack(
+            [
+                torch.as_tensor(v, dtype=torch.float64, device=self.counts.device)
+                for v in (correct_unbalanced, correct_balanced, total)
+            ]
         )
         # gloo and NCCL both reduce float64 on the device the counts live on
-        self.counts[int(self.position) % self.window] = all_reduce_sum(local)
+        slot = (self.position % self.window).reshape(1)
+        self.counts.index_copy_(0, slot, all_reduce_sum(local).reshape(1, 3))
         self.position += 1
 
+    def totals(self) -> torch.Tensor:
+        """(3,) float64 on the device: correct_unbalanced, correct_balanced, total over the window."""
+        return self.counts.sum(dim=0)
+
     def accuracies(self):
-        """(acc_unbalanced, acc_balanced) over the window, as fractions; (0, 0) when empty."""
-        cu, cb, total = self.counts.sum(dim=0).tolist()
+        """(acc_unbalanced, acc_balanced) over the window as python fractions; (0, 0) when empty.
+        Reads the device: for reports, not for the training step."""
+        cu, cb, total = self.totals().tolist()
         if total <= 0:
             return 0.0, 0.0
         return cu / total, cb / total
 
-    def alpha(self) -> float:
-        """Eq. 6 over the window; a python float, so it carries no gradient."""
-        cu, cb, total = self.counts.sum(dim=0).tolist()
+    def alpha(self) -> torch.Tensor:
+        """Eq. 6 over the window: a 0-dim float64 tensor on the device, without gradient."""
+        cu, cb, total = self.totals()
         return balance_factor(cu, cb, total, self.gamma)

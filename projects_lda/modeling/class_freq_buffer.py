@@ -22,7 +22,7 @@ Usage, in an ``nn.Module`` (after ``nn.Module.__init__`` has run)::
         def losses(self, predictions, proposals):
             freq = self.get_class_freq()  # computed here the first time, if needed
 """
-from typing import Callable, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 import torch
 
@@ -73,8 +73,16 @@ class ClassFreqBufferMixin:
         self._class_freq_fn: Optional[Callable[[], torch.Tensor]] = (
             class_freq if callable(class_freq) else None
         )
+        self._forget_class_freq()
         if class_freq is not None and not callable(class_freq):
             self.set_class_freq(class_freq)
+
+    def _forget_class_freq(self) -> None:
+        # Host-side memory of the buffers: once the statistics are known, a training step reads
+        # neither the device flag nor recomputes what derives from them (each would be a host
+        # synchronisation per step on a GPU). Cleared whenever the buffers may change.
+        self._class_freq_known = False
+        self._class_stats: Dict[str, torch.Tensor] = {}
 
     def set_class_freq(self, class_freq) -> None:
         """Sets the statistics (validated by :func:`validate_class_freq`)."""
@@ -83,15 +91,34 @@ class ClassFreqBufferMixin:
         )
         self.class_freq.copy_(freq.to(self.class_freq.device))
         self.class_freq_ready.fill_(True)
+        self._forget_class_freq()
 
     def get_class_freq(self) -> torch.Tensor:
         """The ``(C,)`` statistics, computed by the provider the first time if needed."""
-        if not bool(self.class_freq_ready):
-            if self._class_freq_fn is None:
-                raise RuntimeError(
-                    f"{type(self).__name__}: the {self.class_freq_description} are not set: "
-                    "pass class_freq to the predictor, call set_class_freq(), or load a "
-                    "checkpoint trained with this predictor"
-                )
-            self.set_class_freq(self._class_freq_fn())
+        if not self._class_freq_known:
+            if not bool(self.class_freq_ready):
+                if self._class_freq_fn is None:
+                    raise RuntimeError(
+                        f"{type(self).__name__}: the {self.class_freq_description} are not set: "
+                        "pass class_freq to the predictor, call set_class_freq(), or load a "
+                        "checkpoint trained with this predictor"
+                    )
+                self.set_class_freq(self._class_freq_fn())
+            self._class_freq_known = True
         return self.class_freq
+
+    def class_stat(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """
+        ``fn(class_freq)``, computed once and kept until the statistics change (set, loaded from
+        a checkpoint) or move to another device: e.g. LDA's importance weights, constant once
+        the frequencies are known.
+        """
+        freq = self.get_class_freq()
+        stat = self._class_stats.get(name)
+        if stat is None or stat.device != freq.device:
+            stat = self._class_stats[name] = fn(freq)
+        return stat
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._forget_class_freq()

@@ -1,6 +1,6 @@
 """Helpers shared by the box predictors (LDA and the peer methods)."""
 import math
-from typing import Dict, List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -12,6 +12,7 @@ __all__ = [
     "parse_proposals",
     "all_reduce_sum",
     "put_scalars",
+    "StepScalars",
     "log_classification_stats",
     "prior_bias",
 ]
@@ -60,27 +61,67 @@ def put_scalars(**scalars: float) -> None:
         storage.put_scalar(name, float(value))
 
 
-@torch.no_grad()
-def log_classification_stats(probs: torch.Tensor, gt_classes: torch.Tensor) -> None:
+class StepScalars:
+    """
+    The scalars a predictor logs in one training step, gathered as device tensors and sent to
+    the event storage in one host transfer by :meth:`flush` (every ``float(tensor)`` or
+    ``.item()`` would stall a GPU's stream once per scalar).
+
+    :meth:`ratio` logs ``numerator / denominator``, or ``default`` (nothing when None) when the
+    denominator is 0: the division happens on the host after the transfer.
+    """
+
+    def __init__(self):
+        self._entries: List[Tuple[str, object, object, Optional[float]]] = []
+
+    def put(self, name: str, value) -> None:
+        self._entries.append((name, value, 1.0, None))
+
+    def ratio(self, name: str, numerator, denominator, default: Optional[float] = None) -> None:
+        self._entries.append((name, numerator, denominator, default))
+
+    def flush(self) -> None:
+        """Writes the gathered scalars (one transfer); nothing outside a training loop."""
+        entries, self._entries = self._entries, []
+        try:
+            storage = get_event_storage()
+        except AssertionError:
+            return
+        if not entries:
+            return
+        values = [v for _, num, den, _ in entries for v in (num, den)]
+        on_device = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+        if on_device:  # the one host synchronisation
+            stacked = torch.stack([values[i].detach().reshape(()).double() for i in on_device])
+            for i, v in zip(on_device, stacked.tolist()):
+                values[i] = v
+        for i, (name, _, _, default) in enumerate(entries):
+            num, den = float(values[2 * i]), float(values[2 * i + 1])
+            value = num / den if den != 0 else default
+            if value is not None:
+                storage.put_scalar(name, value)
+
+
+def log_classification_stats(
+    probs: torch.Tensor, gt_classes: torch.Tensor, scalars: StepScalars
+) -> None:
     """
     detectron2's ``fast_rcnn/cls_accuracy``, ``fg_cls_accuracy`` and ``false_negative``, from the
     (R, C + 1) scores that inference would use (background last), so every predictor reports
-    the same metrics whatever its activation.
+    the same metrics whatever its activation. Counted on the device, without boolean indexing.
     """
     n = gt_classes.numel()
     if n == 0:
         return
-    bg = probs.shape[1] - 1
-    pred = probs.argmax(dim=1)
-    fg = (gt_classes >= 0) & (gt_classes < bg)
-    num_fg = int(fg.sum())
-    stats: Dict[str, float] = {
-        "fast_rcnn/cls_accuracy": (pred == gt_classes).sum().item() / n,
-    }
-    if num_fg > 0:
-        stats["fast_rcnn/fg_cls_accuracy"] = (pred[fg] == gt_classes[fg]).sum().item() / num_fg
-        stats["fast_rcnn/false_negative"] = (pred[fg] == bg).sum().item() / num_fg
-    put_scalars(**stats)
+    with torch.no_grad():
+        bg = probs.shape[1] - 1
+        pred = probs.argmax(dim=1)
+        fg = (gt_classes >= 0) & (gt_classes < bg)
+        correct = pred == gt_classes
+        num_fg = fg.sum()
+        scalars.ratio("fast_rcnn/cls_accuracy", correct.sum(), n)
+        scalars.ratio("fast_rcnn/fg_cls_accuracy", (correct & fg).sum(), num_fg)
+        scalars.ratio("fast_rcnn/false_negative", ((pred == bg) & fg).sum(), num_fg)
 
 
 def prior_bias(prior_prob: float) -> float:

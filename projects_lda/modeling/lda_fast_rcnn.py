@@ -2,7 +2,7 @@
 The LDA box predictor: FgBg + unbalanced + balanced classifiers, a projection head, and
 detectron2's box regression (paper, Appendix B and Fig. 7).
 """
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import nn
@@ -13,7 +13,6 @@ from detectron2.layers import ShapeSpec
 from ..data.class_freq import frequency_provider
 from .balance_factor import AccuracyWindow
 from .class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
-from .common import put_scalars
 from .layers import NormedLinear
 from .lda_loss import (
     weighted_cross_entropy,
@@ -27,12 +26,16 @@ __all__ = ["LDALogits", "LDAFastRCNNOutputLayers"]
 
 
 class LDALogits(NamedTuple):
-    """Classification outputs of the LDA predictor for R proposals."""
+    """
+    Classification outputs of the LDA predictor for R proposals. At test time the FgBg and
+    balanced logits; in training the FgBg logits and the box features, from which
+    :meth:`LDAFastRCNNOutputLayers.classification_losses` runs ``g_u``, ``g_b`` and the
+    projection head on the foreground rows only (their losses read no other row).
+    """
 
     fgbg: torch.Tensor  # (R, 2): [foreground, background]
-    balanced: torch.Tensor  # (R, C)
-    unbalanced: Optional[torch.Tensor] = None  # (R, C); training only
-    projection: Optional[torch.Tensor] = None  # (R, PROJ_DIM); training only
+    balanced: Optional[torch.Tensor] = None  # (R, C); test time
+    features: Optional[torch.Tensor] = None  # (R, D) box features; training
 
 
 class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
@@ -87,8 +90,6 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
         C = self.num_classes
         input_size = self.bbox_pred.in_features
         del self.cls_score  # replaced by the three classifiers below
-        # The order of construction is the order of the random draws: it is kept as it was when
-        # the committed benchmarks ran, so that a seed reproduces them.
         if normed_linear:
             self.fgbg_score = NormedLinear(input_size, 2, temperature)
             self.unbalanced_score = NormedLinear(input_size, C, temperature)
@@ -142,52 +143,67 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
         if x.dim() > 2:
             x = torch.flatten(x, start_dim=1)
         proposal_deltas = self.bbox_pred(x)
-        logits = LDALogits(fgbg=self.fgbg_score(x), balanced=self.balanced_score(x))
-        if self.training:  # g_u and the projection head are not evaluated at test time
-            logits = logits._replace(
-                unbalanced=self.unbalanced_score(x), projection=self.projection(x)
-            )
-        return logits, proposal_deltas
+        fgbg = self.fgbg_score(x)
+        if self.training:  # the C-way heads wait for the labels (classification_losses)
+            return LDALogits(fgbg=fgbg, features=x), proposal_deltas
+        return LDALogits(fgbg=fgbg, balanced=self.balanced_score(x)), proposal_deltas
 
     def class_probs(self, logits: LDALogits) -> torch.Tensor:
         """(R, C + 1): ``p_fg * p_balanced(c)`` for the C classes and ``p_bg`` last."""
-        return fgbg_probs(logits.balanced, logits.fgbg)
+        balanced = logits.balanced
+        if balanced is None:  # training-mode outputs: g_b on every row
+            balanced = self.balanced_score(logits.features)
+        return fgbg_probs(balanced, logits.fgbg)
 
     # ---------------------------------------------------------------------------- losses
-    def current_alpha(self) -> float:
-        """alpha of Eq. 9: FIXED_ALPHA when >= 0 (ablation), else Eq. 6 over the window."""
+    def current_alpha(self) -> Union[float, torch.Tensor]:
+        """
+        alpha of Eq. 9: FIXED_ALPHA when >= 0 (ablation), else Eq. 6 over the window (a 0-dim
+        tensor on the device).
+        """
         if self.fixed_alpha >= 0:
             return float(self.fixed_alpha)
         return self.accuracy_window.alpha()
 
-    def classification_losses(self, logits: LDALogits, gt_classes: torch.Tensor):
-        fg = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        fg_labels = gt_classes[fg]
+    def classification_losses(self, logits: LDALogits, gt_classes: torch.Tensor, scalars):
+        C = self.num_classes
+        fg = (gt_classes >= 0) & (gt_classes < C)
+        # The step's one look at the labels from the host (the size of the foreground): the
+        # C-way heads run on these rows only, and everything after keeps fixed shapes.
+        fg_rows = fg.nonzero().squeeze(1)
+        fg_labels = gt_classes[fg_rows]
+        num_fg = fg_labels.numel()
+        x = logits.features[fg_rows]
+        unbalanced, balanced = self.unbalanced_score(x), self.balanced_score(x)
+        z = self.projection(x)
         normalizer = max(gt_classes.numel(), 1)
-        # FgBg classifier, all proposals
-        loss_fgbg = fgbg_loss(logits.fgbg, fg)
-        unbalanced, balanced = logits.unbalanced[fg], logits.balanced[fg]
+
+        loss_fgbg = fgbg_loss(logits.fgbg, fg)  # all proposals
         loss_unbalanced = weighted_cross_entropy(
             unbalanced, fg_labels, torch.ones_like(self.class_freq), normalizer
         )
+        with torch.no_grad():
+            correct_u = (unbalanced.argmax(dim=1) == fg_labels).sum()
+            correct_b = (balanced.argmax(dim=1) == fg_labels).sum()
+            self.accuracy_window.update(correct_u, correct_b, torch.full_like(correct_u, num_fg))
+        weights = self.class_stat("importance_weights", importance_weights)
+        loss_balanced = weighted_cross_entropy(balanced, fg_labels, weights, normalizer)
+        alpha = self.current_alpha()
+        if isinstance(alpha, torch.Tensor):
+            alpha = alpha.to(loss_balanced.dtype)
+        loss_intra = intra_class_loss(z, fg_labels, num_classes=C)
+        loss_inter = inter_class_loss(z, fg_labels, margin=self.margin, num_classes=C)
 
         with torch.no_grad():
-            self.accuracy_window.update(
-                (unbalanced.argmax(dim=1) == fg_labels).sum().item(),
-                (balanced.argmax(dim=1) == fg_labels).sum().item(),
-                fg_labels.numel(),
-            )
-        alpha = self.current_alpha()
-        weights = importance_weights(self.get_class_freq())
-        loss_balanced = weighted_cross_entropy(balanced, fg_labels, weights, normalizer)
-
-        z = logits.projection[fg]
-        loss_intra = intra_class_loss(z, fg_labels)
-        loss_inter = inter_class_loss(z, fg_labels, margin=self.margin)
-
-        acc_u, acc_b = self.accuracy_window.accuracies()
-        put_scalars(**{"lda/alpha": alpha, "lda/acc_unbalanced": acc_u, "lda/acc_balanced": acc_b})
-        log_fgbg_accuracy("lda/fgbg_accuracy", logits.fgbg, fg)
+            cu, cb, total = self.accuracy_window.totals()
+            scalars.put("lda/alpha", alpha)
+            scalars.ratio("lda/acc_unbalanced", cu, total, default=0.0)
+            scalars.ratio("lda/acc_balanced", cb, total, default=0.0)
+            log_fgbg_accuracy("lda/fgbg_accuracy", logits.fgbg, fg, scalars)
+            # detectron2's fg metrics from the test-time score of the foreground rows
+            pred = fgbg_probs(balanced, logits.fgbg[fg_rows]).argmax(dim=1)
+            scalars.ratio("fast_rcnn/fg_cls_accuracy", (pred == fg_labels).sum(), num_fg)
+            scalars.ratio("fast_rcnn/false_negative", (pred == C).sum(), num_fg)
         return {
             "loss_fgbg": loss_fgbg,
             "loss_cls_unbalanced": self.unbalanced_loss_weight * loss_unbalanced,
@@ -195,3 +211,11 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
             "loss_intra": self.divergence_weight * loss_intra,
             "loss_inter": self.divergence_weight * loss_inter,
         }
+
+    def log_classification_stats(self, scores, gt_classes, scalars):
+        """
+        Nothing here: :meth:`classification_losses` logs ``fast_rcnn/fg_cls_accuracy`` and
+        ``false_negative`` from the foreground rows, and ``lda/fgbg_accuracy`` for all rows.
+        ``fast_rcnn/cls_accuracy`` over all rows would need ``g_b`` on the background rows,
+        which training does not run.
+        """

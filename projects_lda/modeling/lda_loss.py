@@ -87,79 +87,97 @@ def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
-def class_centres(features: torch.Tensor, labels: torch.Tensor):
+def class_centres(features: torch.Tensor, labels: torch.Tensor, num_classes: int):
     """
-    Returns ``(classes, inverse, centres, counts)``: the classes present in ``labels`` (sorted),
-    the index of each sample's class in ``classes``, the mean feature ``mu_k`` of each class, and
-    how many samples each has. Centres are float32 for half-precision features (float64 stays).
+    ``(centres, counts)``: the mean feature ``mu_k`` of each class k in ``[0, num_classes)``
+    over the samples labelled k, shape (num_classes, D), and how many samples each class has,
+    (num_classes,). A class with no sample has count 0 and a zero centre. Fixed shapes, sums
+    with ``index_add_`` (no ``unique``, no boolean mask: nothing waits for the device). Centres
+    are float32 for half-precision features (float64 stays).
     """
     features = _at_least_float32(features)
-    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    centres = features.new_zeros((classes.numel(), features.shape[1]))
-    centres.index_add_(0, inverse, features)
-    centres = centres / counts.unsqueeze(1).to(features.dtype)
-    return classes, inverse, centres, counts
+    counts = features.new_zeros(num_classes).index_add_(
+        0, labels, features.new_ones(labels.numel())
+    )
+    centres = features.new_zeros((num_classes, features.shape[1])).index_add_(0, labels, features)
+    return centres / counts.clamp(min=1).unsqueeze(1), counts
 
 
-def intra_class_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _num_classes(labels: torch.Tensor, num_classes: Optional[int]) -> int:
+    # The predictor passes C; a standalone call may let the labels tell (one host read).
+    return num_classes if num_classes is not None else int(labels.max()) + 1
+
+
+def intra_class_loss(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: Optional[int] = None
+) -> torch.Tensor:
     """
     Eq. 7, intra-class distance: for each class with at least 2 samples, the mean cosine distance
     ``1 - cos(z_i, mu_k)`` of its samples to its centre; averaged over those classes.
     Returns 0 (connected to ``features``) when no class has 2 samples.
+
+    ``labels`` lie in ``[0, num_classes)`` (None: ``max(labels) + 1``).
     """
     features = _at_least_float32(features)
     zero = (features * 0.0).sum()  # 0 connected to features (a sum times 0 is NaN on overflow)
     if labels.numel() < 2:
         return zero
-    classes, inverse, centres, counts = class_centres(features, labels)
-    valid = counts >= 2
-    if not valid.any():
-        return zero
-    dist = 1.0 - F.cosine_similarity(features, centres[inverse], dim=1)  # (n,)
-    per_class = features.new_zeros(classes.numel()).index_add_(0, inverse, dist)
-    per_class = per_class / counts.to(features.dtype)
-    return per_class[valid].mean() + zero
+    num_classes = _num_classes(labels, num_classes)
+    centres, counts = class_centres(features, labels, num_classes)
+    dist = 1.0 - F.cosine_similarity(features, centres[labels], dim=1)  # (n,)
+    per_class = features.new_zeros(num_classes).index_add_(0, labels, dist)
+    valid = (counts >= 2).to(features.dtype)
+    mean_per_class = per_class / counts.clamp(min=1)
+    return (mean_per_class * valid).sum() / valid.sum().clamp(min=1) + zero
 
 
 def inter_class_loss(
     features: torch.Tensor,
     labels: torch.Tensor,
     margin: float = 1.0,
+    num_classes: Optional[int] = None,
 ) -> torch.Tensor:
     """
     Eq. 8, inter-class distance: hinge ``max(0, m - (1 - cos(mu_j, mu_k)))``, the plain mean over
-    the ``c (c - 1)`` ordered pairs ``j != k`` of classes present in the batch (the released
-    code's form; the paper's text weights the pairs, see docs/design.md).
+    the ``c (c - 1)`` ordered pairs ``j != k`` of the c classes present in the batch (the
+    released code's form; the paper's text weights the pairs, see docs/design.md).
     Returns 0 (connected to ``features``) with fewer than 2 classes.
+
+    ``labels`` lie in ``[0, num_classes)`` (None: ``max(labels) + 1``).
     """
     features = _at_least_float32(features)
     zero = (features * 0.0).sum()
-    if labels.numel() == 0:
+    n = labels.numel()
+    if n < 2:
         return zero
-    classes, _, centres, _ = class_centres(features, labels)
-    c = classes.numel()
-    if c < 2:
-        return zero
-    normed = F.normalize(centres, dim=1)
-    cos = normed @ normed.t()
-    hinge = (margin - (1.0 - cos)).clamp(min=0)
-    off_diag = ~torch.eye(c, dtype=torch.bool, device=features.device)
-    return hinge[off_diag].mean() + zero
+    num_classes = _num_classes(labels, num_classes)
+    centres, counts = class_centres(features, labels, num_classes)
+    # At most k = min(C, n) classes are present: a stable sort puts them first, so the pairs are
+    # taken among k centres (k x k, not C x C: 256 against 1,203 on LVIS) with a fixed shape.
+    k = min(num_classes, n)
+    first = torch.sort((counts == 0).to(torch.uint8), stable=True).indices[:k]
+    present = counts[first] > 0
+    normed = F.normalize(centres[first], dim=1)
+    hinge = (margin - (1.0 - normed @ normed.t())).clamp(min=0)
+    pairs = (present[:, None] & present[None, :]).fill_diagonal_(False).to(hinge.dtype)
+    return (hinge * pairs).sum() / pairs.sum().clamp(min=1) + zero
 
 
 def balance_factor(
-    correct_unbalanced: float,
-    correct_balanced: float,
-    total: float,
+    correct_unbalanced: torch.Tensor,
+    correct_balanced: torch.Tensor,
+    total: torch.Tensor,
     gamma: float,
-) -> float:
+) -> torch.Tensor:
     """
-    Eq. 6, the self-adaptive balance factor ``alpha = max(0, acc_u - acc_b) ** gamma``.
+    Eq. 6, the self-adaptive balance factor ``alpha = max(0, acc_u - acc_b) ** gamma``, as a
+    tensor on the counts' device (no host read).
 
     Accuracies are fractions ``correct / total`` over the window (the released code uses percent,
-    see docs/design.md). Returns 0.0 when ``total`` is 0.
+    see docs/design.md). Returns 0 when ``total`` is 0.
     """
-    if total <= 0:
-        return 0.0
-    gap = (correct_unbalanced - correct_balanced) / total
-    return max(0.0, gap) ** gamma
+    total = torch.as_tensor(total, dtype=torch.float64)
+    gap = (torch.as_tensor(correct_unbalanced, dtype=torch.float64).to(total.device)
+           - torch.as_tensor(correct_balanced, dtype=torch.float64).to(total.device))
+    alpha = (gap.clamp(min=0) / torch.where(total > 0, total, torch.ones_like(total))) ** gamma
+    return torch.where(total > 0, alpha, torch.zeros_like(alpha))

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
-from .common import log_classification_stats, parse_proposals, put_scalars
+from .common import StepScalars, log_classification_stats, parse_proposals
 
 __all__ = ["LongTailOutputLayers", "fgbg_probs", "fgbg_loss", "log_fgbg_accuracy"]
 
@@ -38,12 +38,19 @@ class LongTailOutputLayers(FastRCNNOutputLayers):
         """(R, C + 1) test-time probabilities of the C classes, then background."""
         raise NotImplementedError
 
-    def classification_losses(self, scores, gt_classes: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def classification_losses(
+        self, scores, gt_classes: torch.Tensor, scalars: StepScalars
+    ) -> Dict[str, torch.Tensor]:
         """
         The method's classification losses for the sampled proposals with labels ``gt_classes``
-        (R,) in ``[0, C]`` (C = background), before the loss weights are applied.
+        (R,) in ``[0, C]`` (C = background), before the loss weights are applied. The method's
+        own training scalars go to ``scalars`` (sent to the event storage once per step).
         """
         raise NotImplementedError
+
+    def log_classification_stats(self, scores, gt_classes: torch.Tensor, scalars: StepScalars):
+        """detectron2's classification metrics from the test-time scores (see the module doc)."""
+        log_classification_stats(self.class_probs(scores), gt_classes, scalars)
 
     def predict_probs(self, predictions, proposals):
         scores, _ = predictions
@@ -52,12 +59,13 @@ class LongTailOutputLayers(FastRCNNOutputLayers):
     def losses(self, predictions, proposals):
         scores, proposal_deltas = predictions
         gt_classes, proposal_boxes, gt_boxes = parse_proposals(proposals, proposal_deltas.device)
-        losses = self.classification_losses(scores, gt_classes)
-        with torch.no_grad():
-            log_classification_stats(self.class_probs(scores), gt_classes)
+        scalars = StepScalars()
+        losses = self.classification_losses(scores, gt_classes, scalars)
+        self.log_classification_stats(scores, gt_classes, scalars)
         losses["loss_box_reg"] = self.box_reg_loss(
             proposal_boxes, gt_boxes, proposal_deltas, gt_classes
         )
+        scalars.flush()
         return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 
 
@@ -83,7 +91,8 @@ def fgbg_loss(fgbg_logits: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def log_fgbg_accuracy(name: str, fgbg_logits: torch.Tensor, fg: torch.Tensor) -> None:
+def log_fgbg_accuracy(
+    name: str, fgbg_logits: torch.Tensor, fg: torch.Tensor, scalars: StepScalars
+) -> None:
     """Logs the FgBg branch's accuracy over the sampled proposals as ``name`` (none if R = 0)."""
-    if fg.numel():
-        put_scalars(**{name: ((fgbg_logits.argmax(dim=1) == 0) == fg).float().mean()})
+    scalars.ratio(name, ((fgbg_logits.argmax(dim=1) == 0) == fg).sum(), fg.numel())

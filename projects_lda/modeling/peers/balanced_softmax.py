@@ -96,13 +96,13 @@ class BalancedSoftmaxFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLa
         return ret
 
     def logit_adjustment(self) -> torch.Tensor:
-        """(C + 1,) training offsets, see :func:`balanced_logit_adjustment`."""
-        return balanced_logit_adjustment(self.get_class_freq())
+        """(C + 1,) training offsets, see :func:`balanced_logit_adjustment` (computed once)."""
+        return self.class_stat("logit_adjustment", balanced_logit_adjustment)
 
     def class_probs(self, scores: torch.Tensor) -> torch.Tensor:
         """(R, C + 1) softmax of the plain logits, as the parent's ``predict_probs``."""
         return F.softmax(scores, dim=-1)
 
-    def classification_losses(self, scores, gt_classes):
+    def classification_losses(self, scores, gt_classes, scalars):
         adjusted = scores + self.logit_adjustment().to(scores.dtype)
         return {"loss_cls": cross_entropy(adjusted, gt_classes, reduction="mean")}

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 
-from ..common import all_reduce_sum, prior_bias, put_scalars
+from ..common import all_reduce_sum, prior_bias
 from ..output_layers import LongTailOutputLayers
 
 __all__ = ["eqlv2_map", "EQLv2FastRCNNOutputLayers"]
@@ -111,12 +111,11 @@ class EQLv2FastRCNNOutputLayers(LongTailOutputLayers):
         ``(q, r)``: (C,) float32 positive and negative weights of the class tasks for the
         current iteration (ones before the first accumulation).
         """
-        if int(self.grad_steps) == 0:
-            ones = torch.ones(self.num_classes, device=self.pos_grad.device)
-            return ones, ones.clone()
         r = eqlv2_map(self.gradient_ratio(), self.gamma, self.mu).float()
         q = 1 + self.alpha * (1 - r)
-        return q, r
+        # chosen on the device: reading grad_steps on the host would wait for it every step
+        started = self.grad_steps > 0
+        return torch.where(started, q, torch.ones_like(q)), torch.where(started, r, torch.ones_like(r))
 
     @torch.no_grad()
     def accumulate(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
@@ -142,12 +141,14 @@ class EQLv2FastRCNNOutputLayers(LongTailOutputLayers):
         bg = p[:, -1:]
         return torch.cat([p[:, :-1] * (1 - bg), bg], dim=1)
 
-    def classification_losses(self, logits, gt_classes):
+    def classification_losses(self, logits, gt_classes, scalars):
         C = self.num_classes
         R = gt_classes.numel()
         valid = (gt_classes >= 0) & (gt_classes <= C)  # C = background target (last column)
-        target = torch.zeros_like(logits)
-        target[valid.nonzero().squeeze(1), gt_classes[valid]] = 1
+        # one-hot rows by scatter (an invalid label's row stays zero): no boolean indexing
+        target = torch.zeros_like(logits).scatter_(
+            1, gt_classes.clamp(0, C).unsqueeze(1), valid.unsqueeze(1).to(logits.dtype)
+        )
 
         q, r = self.class_weights()
         ones = q.new_ones(1)
@@ -158,7 +159,6 @@ class EQLv2FastRCNNOutputLayers(LongTailOutputLayers):
         loss_cls = (bce * weight).sum() / max(R, 1)
 
         self.accumulate(logits.detach(), target, weight)
-        put_scalars(
-            **{"eqlv2/pos_weight_mean": q.mean().item(), "eqlv2/neg_weight_mean": r.mean().item()}
-        )
+        scalars.put("eqlv2/pos_weight_mean", q.mean())
+        scalars.put("eqlv2/neg_weight_mean", r.mean())
         return {"loss_cls": loss_cls}

@@ -145,7 +145,10 @@ class SeesawFastRCNNOutputLayers(LongTailOutputLayers):
     @torch.no_grad()
     def accumulate(self, fg_labels: torch.Tensor) -> None:
         """Adds the batch's foreground labels to ``cum_samples`` (summed over all workers)."""
-        counts = torch.bincount(fg_labels, minlength=self.num_classes).to(self.cum_samples)
+        # index_add_, not bincount: bincount reads the labels' maximum back to the host on a GPU
+        counts = self.cum_samples.new_zeros(self.num_classes).index_add_(
+            0, fg_labels, self.cum_samples.new_ones(fg_labels.numel())
+        )
         self.cum_samples += all_reduce_sum(counts)
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
@@ -153,20 +156,21 @@ class SeesawFastRCNNOutputLayers(LongTailOutputLayers):
         C = self.num_classes
         return fgbg_probs(logits[:, :C], logits[:, C:])
 
-    def classification_losses(self, logits, gt_classes):
+    def classification_losses(self, logits, gt_classes, scalars):
         C = self.num_classes
         normalizer = max(gt_classes.numel(), 1)
         fg = (gt_classes >= 0) & (gt_classes < C)
-        fg_labels = gt_classes[fg]
+        fg_rows = fg.nonzero().squeeze(1)  # one host read per step, reused
+        fg_labels = gt_classes[fg_rows]
         class_logits, objectness = logits[:, :C], logits[:, C:]
 
         self.accumulate(fg_labels)
         loss_classes = (
             seesaw_cross_entropy(
-                class_logits[fg], fg_labels, self.cum_samples, self.p, self.q, self.eps
+                class_logits[fg_rows], fg_labels, self.cum_samples, self.p, self.q, self.eps
             ).sum()
             / normalizer
         )
         loss_objectness = fgbg_loss(objectness, fg)
-        log_fgbg_accuracy("seesaw/objectness_accuracy", objectness, fg)
+        log_fgbg_accuracy("seesaw/objectness_accuracy", objectness, fg, scalars)
         return {"loss_cls_classes": loss_classes, "loss_cls_objectness": loss_objectness}
