@@ -125,7 +125,7 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
         num_fed_classes: int = 50,
         freq_weight_power: float = 0.5,
         prior_prob: float = 0.01,
-        seed: int = 0,
+        seed: int = -1,
         **kwargs,
     ):
         """
@@ -133,7 +133,8 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
             class_freq: (C,) training image counts per class, a callable returning them at the
                 first training step, or None when they will come from a checkpoint.
             num_fed_classes, freq_weight_power, prior_prob: ``MODEL.PEERS.FED_LOSS.*``.
-            seed: seeds the negatives' RNG (with the worker's rank); the config's ``SEED``.
+            seed: seeds the negatives' RNG (with the worker's rank): the config's ``SEED``;
+                < 0 (detectron2's "random") takes this process's torch seed.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
         """
         super().__init__(input_shape, **kwargs)
@@ -150,7 +151,7 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
         # (seed, worker rank, draws so far): ``draws`` is saved in checkpoints, so a resumed run
         # draws the classes it would have drawn, whatever else uses the global RNG. The host
         # keeps its own count (read from the buffer once, and again after a checkpoint load).
-        self.seed = seed
+        self.seed = seed if seed >= 0 else torch.initial_seed()
         self.generator: Optional[torch.Generator] = None
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         self._draws: Optional[int] = None
@@ -168,8 +169,7 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
                 "num_fed_classes": fed.NUM_CLASSES,
                 "freq_weight_power": fed.FREQ_WEIGHT_POWER,
                 "prior_prob": fed.PRIOR_PROB,
-                # SEED < 0 (detectron2: a random seed) takes this process's torch seed
-                "seed": cfg.SEED if cfg.SEED >= 0 else torch.initial_seed(),
+                "seed": cfg.SEED,
             }
         )
         return ret
