@@ -20,7 +20,16 @@ import os
 
 import numpy as np
 
-__all__ = ["SIZES", "TRAIN_IMAGES", "generate_lvis_shaped", "lvis_shaped_category_counts"]
+from .datasets import register_lvis_format
+
+__all__ = [
+    "SIZES",
+    "TRAIN_IMAGES",
+    "generate_lvis_shaped",
+    "lvis_shaped_category_counts",
+    "register_lvis_shaped",
+    "extra_datasets_spec",
+]
 
 TRAIN_IMAGES = 100170  # LVIS v1 train
 VAL_IMAGES = 19809  # LVIS v1 val
@@ -271,3 +280,25 @@ def generate_lvis_shaped(root, size="10k", *, seed=0, pool_size=32, val_size=Non
     with open(stamp, "w") as f:
         json.dump({"spec": spec, "counts": counts}, f)
     return dict(out, **counts)
+
+
+def register_lvis_shaped(root, size="10k", prefix="lvis_shaped", **kwargs):
+    """
+    Generates the dataset of ``size`` into ``root`` unless it is there (``kwargs``: those of
+    :func:`generate_lvis_shaped`) and registers its splits as ``<prefix>_train`` and
+    ``<prefix>_val``; returns the two names.
+    """
+    paths = generate_lvis_shaped(root, size, **kwargs)
+    names = (f"{prefix}_train", f"{prefix}_val")
+    for name, split in zip(names, ("train", "val")):
+        register_lvis_format(name, paths[f"{split}_json"], paths["image_root"])
+    return names
+
+
+def extra_datasets_spec(paths, prefix="lvis_shaped"):
+    """The ``LDA_EXTRA_DATASETS`` value that registers the splits of ``paths`` (returned by
+    :func:`generate_lvis_shaped`) as ``<prefix>_train`` and ``<prefix>_val`` in another process."""
+    return ";".join(
+        f"{prefix}_{split}:{paths[f'{split}_json']}:{paths['image_root']}"
+        for split in ("train", "val")
+    )
