@@ -1,14 +1,15 @@
-"""tools/benchmark.py: the table arithmetic on hand-made records, and a real two-method run."""
+"""tools/benchmark.py (projects_lda/benchmark/): the table arithmetic on hand-made records, a real
+two-method run, and the tuning protocol with fake runs."""
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import tiny_opts
 
+from projects_lda.benchmark import cli, report, runs
+from projects_lda.benchmark import protocol as bp
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import benchmark  # noqa: E402
 
 
 def _record(ap, apr, sec_iter, sec_img):
@@ -22,10 +23,10 @@ def test_summary_and_table_by_hand():
         "baseline": {0: _record(40.0, 30.0, 0.5, 0.1), 1: _record(42.0, 32.0, 0.5, 0.1)},
         "lda": {0: _record(43.0, 36.0, 0.6, 0.11), 1: _record(45.0, 40.0, 0.6, 0.11)},
     }
-    summary = benchmark.summarize(results)
+    summary = report.summarize(results)
     assert summary["lda"]["bbox/AP"] == pytest.approx((44.0, 2 ** 0.5))  # mean, sample std
     assert summary["baseline"]["segm/APr"] == pytest.approx((31.0, 2 ** 0.5))
-    table = benchmark.markdown_table(summary, "baseline")
+    table = report.markdown_table(summary, "baseline")
     lda_rows = [line for line in table.splitlines() if line.startswith("| lda |")]
     assert "44.0 ± 1.4" in lda_rows[0] and "+3.0" in lda_rows[0] and "+7.0" in lda_rows[0]
     assert "1.20x" in lda_rows[2] and "1.10x" in lda_rows[2]  # train / test time ratios
@@ -38,14 +39,14 @@ def test_median_iteration_time_skips_warmup(tmp_path):
     f = tmp_path / "metrics.json"
     f.write_text("\n".join(json.dumps(r) for r in rows))
     kept = [r["time"] for r in rows[:-1] if r["iteration"] >= 10]
-    assert benchmark._median_iter_time(f) == sorted(kept)[len(kept) // 2]
+    assert runs.median_iter_time(f) == sorted(kept)[len(kept) // 2]
 
 
 def test_unknown_method_is_named():
     with pytest.raises(SystemExit, match="unknown method 'eql'"):
-        benchmark.resolve_method("eql")
+        runs.resolve_method("eql")
     with pytest.raises(SystemExit, match="config file not found: nope.yaml"):
-        benchmark.resolve_method("mine=nope.yaml")
+        runs.resolve_method("mine=nope.yaml")
 
 
 @pytest.mark.timeout(900)
@@ -57,16 +58,16 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
     # a run that fails is reported by name at the end; the runs after it still train
     broken = tmp_path / "broken.yaml"
     broken.write_text("_BASE_: %s\nMODEL:\n  NOT_A_KEY: 1\n"
-                      % (ROOT / benchmark.METHODS["baseline"][0]))
+                      % (ROOT / runs.METHODS["baseline"][0]))
     with pytest.raises(SystemExit, match=r"runs failed.*broken seed 0 \(exit 1"):
-        benchmark.main(["--methods", f"broken={broken}", *argv[1:]])
+        cli.main(["--methods", f"broken={broken}", *argv[1:]])
     assert "NOT_A_KEY" in (tmp_path / "broken" / "seed0" / "stdout.txt").read_text()
     assert not (tmp_path / "broken" / "seed0" / "run.json").exists()
     data = json.loads((tmp_path / "results.json").read_text())
     for method in ("baseline", "lda"):
         run = data["runs"][method]["0"]
         for task in ("bbox", "segm"):
-            assert set(run[task]) == set(benchmark.METRICS)
+            assert set(run[task]) == set(runs.METRICS)
         assert run["sec_per_iter"] > 0 and run["sec_per_image"] > 0 and run["peak_rss_mb"] > 0
         # the inference time is the evaluator's file, not log text
         timing = json.loads(next((tmp_path / method / "seed0").glob(
@@ -89,12 +90,11 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
     assert "bbox ΔAP vs baseline [95% CI]" in table and "ΔAP50 Cls" in table
     # a second call trains nothing again
     stamp = (tmp_path / "lda" / "seed0" / "run.json").stat().st_mtime_ns
-    benchmark.main(argv)
+    cli.main(argv)
     assert (tmp_path / "lda" / "seed0" / "run.json").stat().st_mtime_ns == stamp
 
 
 # ------------------------------------------------------------------ the tuning protocol
-import benchmark_protocol as bp  # noqa: E402
 
 
 def test_selection_rules():
@@ -143,8 +143,8 @@ class FakeRuns:
         if (method, setting, seed) in self.fail:
             return None
         val = FAKE_VAL_AP.get((method, setting, seed), 30.0 + seed)
-        metrics = {k: val for k in benchmark.METRICS}
-        test = {k: val + 1 for k in benchmark.METRICS}
+        metrics = {k: val for k in runs.METRICS}
+        test = {k: val + 1 for k in runs.METRICS}
         return {"seed": seed, "opts": opts, "bbox": test, "segm": dict(test),
                 "splits": {"lvis_embedded_val": {"bbox": metrics, "segm": metrics},
                            "lvis_embedded_test": {"bbox": test, "segm": test}},
@@ -155,7 +155,7 @@ def _tune(tmp_path, records, fake, *extra):
     argv = ["--tune", "--methods", "baseline", "lda", "--output", str(tmp_path / "out"),
             "--records", str(records), "--settings", str(tmp_path / "tuned.json"),
             "--bootstrap", "10", *extra]
-    return benchmark.main(argv, execute=fake)
+    return cli.main(argv, execute=fake)
 
 
 def test_tune_then_report_and_resume(tmp_path):
@@ -185,7 +185,7 @@ def test_tune_then_report_and_resume(tmp_path):
     assert again.calls == []
     # the report mode reads the settings file: the chosen settings and the untuned ones only
     report = FakeRuns()
-    benchmark.main(["--report", str(tmp_path / "tuned.json"), "--output", str(tmp_path / "o2"),
+    cli.main(["--report", str(tmp_path / "tuned.json"), "--output", str(tmp_path / "o2"),
                     "--records", str(tmp_path / "runs2"), "--bootstrap", "10"], execute=report)
     assert sorted(report.calls) == sorted(
         [("baseline", "rfs_t0.3", s) for s in (0, 1, 2)] + [("baseline", "rfs_t0.1", 0)]

@@ -1,11 +1,10 @@
 """
-tools/plot_analysis.py: the distance, weight-norm, alpha and AP helpers on hand-made inputs, each
-command writing a PNG, and feature-distances on a model trained for 2 iterations on the tiny
-dataset of conftest.py.
+tools/plot_analysis.py (projects_lda/benchmark/plot_analysis.py): the distance, weight-norm,
+alpha and AP helpers on hand-made inputs, each command writing a PNG, and feature-distances on a
+model trained for 2 iterations on the tiny dataset of conftest.py.
 """
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,8 @@ import torch
 
 from detectron2.data import DatasetCatalog
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import plot_analysis as pa  # noqa: E402
+from projects_lda.benchmark import plot_analysis as pa
+
 import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
 
 PRED = "roi_heads.box_predictor."

@@ -1,12 +1,5 @@
 """tools/reproduce_lvis.py: its checks name what is missing; its dry run trains and evaluates."""
-import sys
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import reproduce_lvis  # noqa: E402
+from projects_lda.benchmark import reproduce_lvis
 
 LOG = """\
 [11/27 04:00:00 d2.evaluation.testing]: copypaste: Task: bbox

@@ -1,0 +1,128 @@
+"""
+Long-tail benchmark: train and evaluate several methods under the same schedule and seeds, and
+write a side-by-side table.
+
+    python tools/benchmark.py --methods baseline lda --seeds 0 1 2 --output output/benchmark
+    python tools/benchmark.py --methods lda lda_no_div lda_fixed_alpha lda_b --seeds 0 \\
+        --output output/ablation SOLVER.MAX_ITER 300     # trailing KEY VALUE pairs: all runs
+    python tools/benchmark.py --tune --variant exhaustive --jobs 2   # docs/benchmark_protocol.md
+    python tools/benchmark.py --report docs/benchmark/tuned_exhaustive.json --jobs 2
+
+``--tune`` tunes every method on the variant's val split with the same budget, writes the chosen
+settings to ``docs/benchmark/tuned_<variant>.json`` and reports them (and the papers' defaults)
+on its test split; ``--report`` reports the settings of such a file. Their finished runs' result
+files are kept under ``docs/benchmark/runs/`` (tracked), from which they resume
+(:mod:`projects_lda.benchmark.protocol`). Without them:
+
+Each (method, seed) runs in its own process (:mod:`projects_lda.benchmark.runs`, ``SEED`` set)
+into ``OUTPUT/<method>/seed<seed>/`` and leaves a ``run.json`` there; a run whose ``run.json``
+exists is not trained again, so an interrupted benchmark resumes where it stopped; a run that
+fails is reported by name at the end (exit status 1) while the others go on. Runs are started
+seed by seed (baseline, lda, ... for seed 0, then seed 1, ...), so slow drifts of the machine
+touch every method alike; ``--jobs 2`` runs two at a time (a ``concurrent.futures`` pool) with
+one thread each (on a 2-core machine about twice the throughput of one run with two threads).
+Every run writes its detections (``TEST.LVIS_EVAL.WRITE_RESULTS_JSON``) for the error analysis;
+a finished run keeps ``model_final.pth`` and removes its periodic checkpoints.
+Writes:
+
+* ``OUTPUT/results.json``: per method and seed, bbox and segm AP, AP50, APr, APc, APf; seconds
+  per training iteration (median of detectron2's per-iteration times, the first 10% of the
+  iterations excluded as warm-up); seconds per inference image (from the evaluator's
+  ``evaluation_timing.json``: the inference loop's wall time per image without the
+  evaluator's own work); peak memory (max RSS of the run's process, and peak CUDA memory on a
+  GPU); the config; and the error analysis (``projects_lda/evaluation/analysis.py``): per-class
+  AP with the classes' training image counts, the TIDE breakdown (ΔAP50 of classification,
+  localisation, both, duplicate, background and missed errors) and what the detections make of
+  the ground-truth objects (own class, a confusable class of the same group, another group,
+  missed); under ``comparisons``, each method's AP and APr difference from the baseline and
+  from LDA of the same seed with a 95% bootstrap confidence interval over validation images;
+* ``OUTPUT/results.md``: means and spreads over seeds, each method's difference from the
+  baseline, its time ratios against the baseline measured in the same benchmark, and the
+  difference, TIDE and confusion tables.
+"""
+import argparse
+import logging
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from . import REPO_ROOT
+from .protocol import tune_or_report
+from .report import build_report, write_report
+from .runs import METHODS, child_env, collect, resolve_method, train_in_subprocess
+
+logger = logging.getLogger("benchmark")
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"among {sorted(METHODS)}, or NAME=CONFIG.yaml (default: baseline "
+                        "lda; with --tune: the six methods of the protocol)")
+    protocol = parser.add_argument_group(
+        "tuning protocol (docs/benchmark_protocol.md)")
+    protocol.add_argument("--tune", action="store_true",
+                          help="tune every method on the variant's val split (grids of "
+                          "projects_lda/benchmark/protocol.py), write the chosen settings to "
+                          "--settings, then report the chosen and the paper-default settings "
+                          "on its test split")
+    protocol.add_argument("--report", metavar="SETTINGS_JSON",
+                          help="report the settings chosen in this file (written by --tune)")
+    protocol.add_argument("--variant", default="exhaustive",
+                          help="embedded dataset variant: exhaustive or federated")
+    protocol.add_argument("--settings", default=None,
+                          help="settings file --tune writes (default: "
+                          "docs/benchmark/tuned_<variant>.json)")
+    protocol.add_argument("--records", default=str(REPO_ROOT / "docs" / "benchmark" / "runs"),
+                          help="folder of the finished runs' result files (tracked by git: the "
+                          "protocol resumes from them)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--output", default="output/benchmark")
+    parser.add_argument("--baseline", default="baseline", help="method the others are compared to")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at a time (each with OMP_NUM_THREADS=1 when > 1); timings "
+                        "are then measured under that shared load, for every method alike")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap samples (over val images) of the CIs of AP differences")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser
+
+
+def benchmark(args):
+    """Trains the runs of ``args.methods`` x ``args.seeds`` not finished yet, then writes and
+    prints the tables; raises SystemExit naming the runs that failed."""
+    methods = dict(resolve_method(m) for m in args.methods or ["baseline", "lda"])
+    out = Path(args.output)
+    pending = []
+    for seed in args.seeds:
+        for name, (config, extra) in methods.items():
+            run_dir = out / name / f"seed{seed}"
+            if (run_dir / "run.json").is_file():
+                logger.info("%s seed %d: done before, kept", name, seed)
+                continue
+            pending.append((f"{name} seed {seed}", run_dir, config, seed, [*extra, *args.opts]))
+    env = child_env(args.jobs)
+    failed = []
+    # the pool starts runs in the order submitted (seed by seed); a free slot takes the next
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(train_in_subprocess, *p, env): p for p in pending}
+        for future in as_completed(futures):
+            label, run_dir = futures[future][:2]
+            code = future.result()
+            if code != 0:  # keep going: the other runs are still worth having
+                logger.error("%s failed (exit %d); see %s", label, code, run_dir / "stdout.txt")
+                failed.append((label, f"{label} (exit {code}, {run_dir / 'stdout.txt'})"))
+    failed = [text for _, text in sorted(failed)]
+    table, data = build_report(collect(out, methods, args.seeds), args.baseline, args.bootstrap)
+    write_report(out, table, data)
+    print(table)
+    if failed:
+        raise SystemExit("runs failed, left out of the table: " + "; ".join(failed))
+
+
+def main(argv=None, execute=None):
+    """``tools/benchmark.py``; ``execute``: see :func:`~.protocol.tune_or_report`."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s")
+    if args.tune or args.report:
+        return tune_or_report(args, execute)
+    return benchmark(args)

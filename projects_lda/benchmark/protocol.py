@@ -1,0 +1,333 @@
+"""
+The tuning protocol of the long-tail benchmark (``tools/benchmark.py --tune`` / ``--report``),
+as written down in ``docs/benchmark_protocol.md`` before any run:
+
+* every method gets the same budget: two settings of the knob its paper calls important
+  (:data:`GRIDS`; the first one is the paper's default, the "untuned" row);
+* each setting is trained with seed 0 and evaluated on the variant's ``val`` split (selection)
+  and ``test`` split (report) in the same run; the setting with the best val segm AP is chosen,
+  and where the best two are within :data:`TIE_MARGIN` AP both get seed 1 too and the mean
+  decides (ties: the paper's default);
+* the chosen setting is reported on ``test`` with seeds 0, 1, 2 (:data:`REPORT_SEEDS`), the
+  paper's default with :data:`UNTUNED_SEEDS`.
+
+A run is identified by (method, setting, seed); its small result file (the ``run.json`` of
+:mod:`projects_lda.benchmark.runs`, without checkpoints or detections) is kept under
+``RECORDS/<variant>/<method>/<setting>/seed<k>.json``, a folder tracked by git, so that the
+protocol resumes, run by run, from what an earlier session committed. A record made with other
+config options (e.g. a short smoke run) does not count and is run again.
+
+:func:`next_runs` is a pure function of the finished records; :func:`run_protocol` repeatedly
+asks it what can run now and runs that, ``jobs`` at a time, so each method's report runs start as
+soon as its own selection is made; :func:`tune_or_report` is the command line's ``--tune`` and
+``--report``.
+"""
+import json
+import logging
+import os
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from . import REPO_ROOT
+from .report import build_report, write_report
+from .runs import METHODS, child_env, train_in_subprocess
+
+logger = logging.getLogger("benchmark")
+
+SELECT_TASK, SELECT_METRIC = "segm", "AP"  # LVIS's headline metric, on val
+TIE_MARGIN = 1.0  # AP points: closer than this, the best two get a second seed
+TUNE_SEED, TIE_SEED = 0, 1
+REPORT_SEEDS = (0, 1, 2)
+UNTUNED_SEEDS = (0,)  # the paper-default row (seed 0 is a tuning run; see the protocol's time)
+
+# variant -> (dataset prefix, number of classes)
+VARIANTS = {"exhaustive": ("lvis_embedded", 24), "federated": ("lvis_embedded_fed", 30)}
+
+_NO_RFS = ["DATALOADER.SAMPLER_TRAIN", "TrainingSampler"]
+# method -> [(setting, config options)], the paper's default first
+GRIDS = {
+    # repeat-factor sampling threshold t (LVIS: 0.001; 0.1 here, see Base-Embedded-CPU.yaml)
+    "baseline": [("rfs_t0.1", []), ("rfs_t0.3", ["DATALOADER.REPEAT_THRESHOLD", "0.3"])],
+    # the paper's loss is factor 1; 5 is the shipped value (chosen on the old val split)
+    "lda": [("factor1", ["MODEL.LDA.BALANCED_LOSS_FACTOR", "1.0"]), ("factor5", [])],
+    # the paper's cosine classifier (tau 20) on / off, p 0.8 and q 2 fixed
+    "seesaw": [("cosine", []), ("linear", ["MODEL.PEERS.SEESAW.NORMED_LINEAR", "False"])],
+    # EQLv2's released LVIS recipe trains without repeat-factor sampling
+    "eqlv2": [("no_rfs", _NO_RFS), ("rfs", [])],
+    # |S| = 50 as on LVIS (covers every class here: a plain sigmoid CE), or 12 (half the classes)
+    "fedloss": [("num_classes50", ["MODEL.PEERS.FED_LOSS.NUM_CLASSES", "50"]),
+                ("num_classes12", [])],
+    # prior from the class frequencies under the sampler, with / without repeat-factor sampling
+    "balanced_softmax": [("rfs", []), ("no_rfs", _NO_RFS)],
+}
+
+
+def variant_opts(variant):
+    """Config options that train on the variant and evaluate on its val, then test split."""
+    if variant not in VARIANTS:
+        raise SystemExit(f"--variant: unknown variant {variant!r}; known: {sorted(VARIANTS)}")
+    prefix, num_classes = VARIANTS[variant]
+    return ["DATASETS.TRAIN", f"('{prefix}_train',)",
+            "DATASETS.TEST", f"('{prefix}_val', '{prefix}_test')",
+            "MODEL.ROI_HEADS.NUM_CLASSES", str(num_classes)]  # fmt: skip
+
+
+def val_score(record, variant):
+    """The selection metric of a finished run: its val segm AP."""
+    prefix = VARIANTS[variant][0]
+    return record["splits"][f"{prefix}_val"][SELECT_TASK][SELECT_METRIC]
+
+
+def select(scores, settings):
+    """
+    One method's selection from its val scores.
+
+    Args:
+        scores (dict): {setting: {seed: val AP}} of the finished runs.
+        settings (list[str]): the method's settings, the paper's default first.
+
+    Returns:
+        (chosen setting or None, list of (setting, seed) still needed to decide).
+    """
+    missing = [(s, TUNE_SEED) for s in settings if TUNE_SEED not in scores.get(s, {})]
+    if missing:
+        return None, missing
+    # best first; equal scores: the earlier setting (the paper's default first)
+    ranked = sorted(settings, key=lambda s: (-scores[s][TUNE_SEED], settings.index(s)))
+    best = [scores[s][TUNE_SEED] for s in ranked[:2]]
+    if len(ranked) == 1 or best[0] - best[1] >= TIE_MARGIN:
+        return ranked[0], []
+    top = ranked[:2]
+    missing = [(s, TIE_SEED) for s in top if TIE_SEED not in scores[s]]
+    if missing:
+        return None, missing
+
+    def mean(s):
+        return (scores[s][TUNE_SEED] + scores[s][TIE_SEED]) / 2
+
+    return sorted(top, key=lambda s: (-mean(s), settings.index(s)))[0], []
+
+
+def next_runs(grids, scores, done, chosen=None):
+    """
+    The runs the protocol needs now, given the finished ones.
+
+    Args:
+        grids (dict): {method: [(setting, opts)]}.
+        scores (dict): {method: {setting: {seed: val AP}}}.
+        done (set): finished (method, setting, seed).
+        chosen (dict or None): {method: setting} fixed beforehand (the report mode); None:
+            chosen from ``scores``.
+
+    Returns:
+        (runs, chosen): the (method, setting, seed) to run now, seed by seed, and the settings
+        chosen so far {method: setting}.
+    """
+    runs, picked = [], {}
+    for method, grid in grids.items():
+        settings = [s for s, _ in grid]
+        if chosen is not None:
+            best, needed = chosen[method], []
+        else:
+            best, needed = select(scores.get(method, {}), settings)
+        if best is not None:
+            picked[method] = best
+            needed = [(best, s) for s in REPORT_SEEDS] + [(settings[0], s) for s in UNTUNED_SEEDS]
+        runs += [(method, s, seed) for s, seed in dict.fromkeys(needed)
+                 if (method, s, seed) not in done]  # fmt: skip
+    methods = list(grids)
+    runs.sort(key=lambda r: (r[2], methods.index(r[0])))
+    return runs, picked
+
+
+def record_path(records, variant, method, setting, seed):
+    return Path(records) / variant / method / setting / f"seed{seed}.json"
+
+
+def load_records(records, variant, grids, opts_of):
+    """Finished runs {(method, setting, seed): record}; records made with other options are
+    skipped (with a warning) and will be run again."""
+    out = {}
+    for method, grid in grids.items():
+        for setting, _ in grid:
+            folder = Path(records) / variant / method / setting
+            for f in sorted(folder.glob("seed*.json")):
+                seed = int(f.stem[len("seed"):])
+                record = json.loads(f.read_text())
+                if record.get("opts") != opts_of(method, setting):
+                    logger.warning("%s: made with other options %s; will run again",
+                                   f, record.get("opts"))
+                    continue
+                out[method, setting, seed] = record
+    return out
+
+
+def settings_file_content(variant, grids, scores, chosen):
+    return {
+        "variant": variant,
+        "selection": f"val {SELECT_TASK} {SELECT_METRIC}, seed {TUNE_SEED}; seed {TIE_SEED} "
+                     f"too where the best two are within {TIE_MARGIN} AP",
+        "report_seeds": list(REPORT_SEEDS),
+        "untuned_seeds": list(UNTUNED_SEEDS),
+        "methods": {
+            m: {"chosen": chosen.get(m), "untuned": grid[0][0],
+                "settings": {s: {"opts": opts,
+                                 "val_ap": {str(k): v for k, v in
+                                            sorted(scores.get(m, {}).get(s, {}).items())}}
+                             for s, opts in grid}}
+            for m, grid in grids.items()
+        },
+    }  # fmt: skip
+
+
+def read_settings_file(path):
+    """(variant, grids, chosen) from a settings file written by :func:`run_protocol`."""
+    data = json.loads(Path(path).read_text())
+    methods = data["methods"]
+    undecided = [m for m, v in methods.items() if v.get("chosen") is None]
+    if undecided:
+        raise SystemExit(f"{path}: no setting chosen yet for {undecided}; run --tune first")
+    grids = {}
+    for m, v in methods.items():  # the paper's default first
+        order = [v["untuned"]] + [s for s in v["settings"] if s != v["untuned"]]
+        grids[m] = [(s, v["settings"][s]["opts"]) for s in order]
+    return data["variant"], grids, {m: v["chosen"] for m, v in methods.items()}
+
+
+def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jobs=1,
+                 chosen=None):
+    """
+    Runs the protocol to the end (or as far as the failures allow).
+
+    Args:
+        execute (callable): ``execute(method, setting, seed) -> record or None`` trains and
+            evaluates one run (None: it failed).
+        opts_of (callable): ``opts_of(method, setting)``, the run's full config options (kept
+            in its record).
+        chosen: the report mode's fixed settings; None: tune.
+
+    Returns:
+        (records {(method, setting, seed): record}, chosen {method: setting}, failed runs).
+    """
+    done = load_records(records, variant, grids, opts_of)
+    failed, running = set(), {}
+
+    def state():
+        scores = {}
+        for (m, s, seed), rec in done.items():
+            scores.setdefault(m, {}).setdefault(s, {})[seed] = val_score(rec, variant)
+        runs, picked = next_runs(grids, scores, set(done), chosen)
+        return scores, [r for r in runs if r not in failed and r not in running.values()], picked
+
+    def save_settings():
+        if chosen is None and settings_file:
+            scores, _, picked = state()
+            content = settings_file_content(variant, grids, scores, picked)
+            Path(settings_file).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(str(settings_file) + ".tmp")
+            tmp.write_text(json.dumps(content, indent=2) + "\n")
+            os.replace(tmp, settings_file)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while True:
+            _, ready, _ = state()
+            for run in ready[: max(0, jobs - len(running))]:
+                logger.info("%s %s seed %d: starting", *run)
+                running[pool.submit(execute, *run)] = run
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = running.pop(future)
+                record = future.result()
+                if record is None:
+                    logger.error("%s %s seed %d failed", *run)
+                    failed.add(run)
+                    continue
+                path = record_path(records, variant, *run)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(record, indent=2) + "\n")
+                os.replace(tmp, path)  # written last: the run counts as finished
+                done[run] = record
+            save_settings()
+    save_settings()
+    _, _, picked = state()
+    return done, picked, sorted(failed)
+
+
+def tune_or_report(args, execute=None):
+    """
+    ``--tune`` / ``--report`` of ``tools/benchmark.py`` (``args``: its parsed arguments).
+
+    ``execute(method, setting, seed, opts, run_dir) -> record or None`` trains one run (tests
+    pass a fake one); by default a child process of :mod:`projects_lda.benchmark.runs`.
+    """
+    if args.tune and args.report:
+        raise SystemExit("--tune and --report exclude each other")
+    if args.report:
+        variant, grids, chosen = read_settings_file(args.report)
+        settings_file = None
+    else:
+        variant, chosen = args.variant, None
+        names = args.methods or list(GRIDS)
+        unknown = [m for m in names if m not in GRIDS]
+        if unknown:
+            raise SystemExit(f"--methods: no tuning grid for {unknown}; known: {list(GRIDS)}")
+        grids = {m: GRIDS[m] for m in names}
+        settings_file = args.settings or REPO_ROOT / "docs" / "benchmark" / f"tuned_{variant}.json"
+    if args.methods and args.report:
+        grids = {m: g for m, g in grids.items() if m in args.methods}
+        chosen = {m: chosen[m] for m in grids}
+    base_opts = variant_opts(variant)
+    out = Path(args.output) / variant
+    env = child_env(args.jobs)
+
+    def opts_of(method, setting):
+        return [*METHODS[method][1], *dict(grids[method])[setting], *base_opts, *args.opts]
+
+    def subprocess_execute(method, setting, seed, opts, run_dir):
+        label = f"{method} {setting} seed {seed}"
+        code = train_in_subprocess(label, run_dir, METHODS[method][0], seed, opts, env)
+        if code != 0:
+            logger.error("%s failed (exit %d); see %s", label, code, run_dir / "stdout.txt")
+            return None
+        return json.loads((run_dir / "run.json").read_text())
+
+    execute = execute or subprocess_execute
+
+    def run(method, setting, seed):
+        opts = opts_of(method, setting)
+        run_dir = out / method / setting / f"seed{seed}"
+        finished = run_dir / "run.json"
+        if finished.is_file():  # finished before its record was copied
+            record = json.loads(finished.read_text())
+            if record.get("opts") == opts:
+                return record
+            finished.unlink()  # made with other options: train again
+        return execute(method, setting, seed, opts, run_dir)
+
+    done, picked, failed = run_protocol(
+        variant=variant, grids=grids, records=args.records, settings_file=settings_file,
+        execute=run, opts_of=opts_of, jobs=args.jobs, chosen=chosen)
+    if settings_file:
+        logger.info("chosen settings: %s (written to %s)", picked, settings_file)
+    results = {}
+    for method, setting in picked.items():
+        untuned = grids[method][0][0]
+        for label, name, seeds in ((method, setting, REPORT_SEEDS),
+                                   (f"{method} (untuned: {untuned})", untuned, UNTUNED_SEEDS)):
+            for seed in seeds:
+                if (method, name, seed) in done:
+                    results.setdefault(label, {})[seed] = done[method, name, seed]
+    table, data = build_report(results, args.baseline, args.bootstrap)
+    write_report(out, table, data)
+    # the tracked copy (the runs are in their own record files next to it)
+    write_report(Path(args.records) / variant, table,
+                 {k: v for k, v in data.items() if k != "runs"})
+    print(table)
+    undecided = [m for m in grids if m not in picked]
+    if failed or undecided:
+        raise SystemExit("runs failed: " + "; ".join(f"{m} {s} seed {k}" for m, s, k in failed)
+                         + (f"; no setting chosen for {undecided}" if undecided else ""))
+    return results

@@ -1,0 +1,169 @@
+"""
+The tables of the long-tail benchmark from the runs' records: means and spreads over seeds,
+differences from the baseline and from LDA with bootstrap confidence intervals, time ratios, the
+TIDE breakdown and the group confusions; written as results.md and results.json.
+"""
+import json
+import logging
+import math
+import statistics
+from pathlib import Path
+
+from ..evaluation.analysis import bootstrap_difference, evaluate_results
+from .runs import METRICS
+
+CI_METRICS = ("AP", "APr")
+ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
+
+logger = logging.getLogger("benchmark")
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(results):
+    """results: {method: {seed: run record}} -> {method: {key: (mean, std)}}"""
+    summary = {}
+    for method, runs in results.items():
+        rows = list(runs.values())
+        s = {"seeds": len(rows)}
+        for task in ("bbox", "segm"):
+            for k in METRICS:
+                s[f"{task}/{k}"] = _mean_std([r[task][k] for r in rows])
+        for k in ("sec_per_iter", "sec_per_image", "peak_rss_mb"):
+            s[k] = _mean_std([r.get(k) for r in rows])
+        summary[method] = s
+    return summary
+
+
+def _fmt(mean_std, digits=1):
+    mean, std = mean_std
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(summary, baseline="baseline"):
+    """AP tables per task and the time table; with ``baseline``, differences and time ratios."""
+    base = summary.get(baseline)
+    lines = []
+    for task in ("bbox", "segm"):
+        head = ["method", "seeds"] + [f"{task} {k}" for k in METRICS]
+        if base:
+            head += [f"Δ{k}" for k in ("AP", "APr")]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for method, s in summary.items():
+            row = [method, str(s["seeds"])] + [_fmt(s[f"{task}/{k}"]) for k in METRICS]
+            if base:
+                for k in ("AP", "APr"):
+                    row.append(f"{s[f'{task}/{k}'][0] - base[f'{task}/{k}'][0]:+.1f}")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    head = ["method", "s / train iter", "s / test image", "peak RSS (MB)"]
+    if base:
+        head += ["train time ratio", "test time ratio"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, s in summary.items():
+        row = [method, _fmt(s["sec_per_iter"], 3), _fmt(s["sec_per_image"], 3),
+               _fmt(s["peak_rss_mb"], 0)]
+        if base:
+            for k in ("sec_per_iter", "sec_per_image"):
+                m, b = s[k][0], base[k][0]
+                row.append(f"{m / b:.2f}x" if m is not None and b else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_runs(results, references, n_bootstrap, seed=0):
+    """
+    {reference: {method: {seed: {task: {metric: (difference, lower, upper)}}}}}: each method's
+    AP difference from each reference run of the same seed, with a 95% bootstrap CI over the
+    validation images (both evaluations resampled with the same images).
+    """
+    cache = {}
+
+    def evaluation(method, s, task):
+        if (method, s, task) not in cache:
+            run = results[method][s]
+            cache[method, s, task] = evaluate_results(
+                run["val_json"], run["results_json"], task, run.get("max_dets_per_image", 300))[1]
+        return cache[method, s, task]
+
+    out = {}
+    for ref in references:
+        for method, runs in results.items():
+            if method == ref:
+                continue
+            for s, run in runs.items():
+                if s not in results[ref] or "results_json" not in run or \
+                        "results_json" not in results[ref][s]:
+                    continue
+                try:
+                    out.setdefault(ref, {}).setdefault(method, {})[s] = {
+                        task: bootstrap_difference(evaluation(ref, s, task),
+                                                   evaluation(method, s, task), CI_METRICS,
+                                                   n_bootstrap, seed)
+                        for task in ("bbox", "segm")}
+                except Exception as e:  # noqa: BLE001  (the table shows "-")
+                    logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
+    return out
+
+
+def analysis_tables(results, comparisons, references):
+    """Markdown: differences with CIs, TIDE breakdown and group confusions, per seed."""
+    lines = []
+    for task in ("bbox", "segm"):
+        head = ["method", "seed"] + [f"{task} Δ{m} vs {ref} [95% CI]"
+                                     for ref in references for m in CI_METRICS]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for method, runs in results.items():
+            for s in runs:
+                cells = []
+                for ref in references:
+                    d = comparisons.get(ref, {}).get(method, {}).get(s, {}).get(task)
+                    for m in CI_METRICS:
+                        cells.append("-" if d is None else
+                                     f"{d[m][0]:+.1f} [{d[m][1]:+.1f}, {d[m][2]:+.1f}]")
+                lines.append("| " + " | ".join([method, str(s)] + cells) + " |")
+        lines.append("")
+    for task in ("bbox", "segm"):
+        head = ["method", "seed", f"{task} AP50"] + [f"ΔAP50 {e}" for e in ERRORS] + \
+               ["objects: own class %", "group sibling %", "other group %", "missed %"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for method, runs in results.items():
+            for s, run in runs.items():
+                a = run.get("analysis", {}).get(task)
+                if a is None:
+                    continue
+                t, g = a["tide"], a["group_confusions"] or {}
+                row = [method, str(s), f"{t['ap50']:.1f}"] + \
+                      [f"{t['delta_ap'][e]:.1f}" for e in ERRORS] + \
+                      [f"{g.get(k, float('nan')):.1f}" for k in
+                       ("own_class", "group_sibling", "other_group", "missed")]
+                lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def build_report(results, baseline, n_bootstrap):
+    """(results.md text, results.json content) of the runs {method: {seed: record}}."""
+    summary = summarize(results)
+    references = [r for r in (baseline, "lda") if r in results]
+    comparisons = compare_runs(results, references, n_bootstrap)
+    table = markdown_table(summary, baseline if baseline in summary else None)
+    table += "\n" + analysis_tables(results, comparisons, references)
+    data = {"runs": results, "summary": summary, "baseline": baseline, "comparisons": comparisons}
+    return table, data
+
+
+def write_report(folder, table, data):
+    """Writes ``folder/results.md`` and ``folder/results.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(data, indent=2))
+    (folder / "results.md").write_text(table)

@@ -1,0 +1,222 @@
+"""
+One run of the long-tail benchmark: a method's config trained and evaluated with one seed, in a
+process of its own (``python -m projects_lda.benchmark.runs CONFIG OUT_DIR SEED [KEY VALUE ...]``),
+which leaves its record in ``OUT_DIR/run.json``.
+"""
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from detectron2.data import MetadataCatalog
+
+from ..config import get_project_cfg
+from ..engine import defaults
+from ..evaluation.analysis import evaluate_results, group_confusions, per_class_ap, tide_breakdown
+from ..evaluation.lvis_evaluation import RESULTS_JSON
+from . import REPO_ROOT
+
+EMBEDDED = "configs/Embedded"
+
+# name -> (config file relative to the repository, extra config options)
+METHODS = {
+    "baseline": (f"{EMBEDDED}/mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
+    "lda": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
+    # ablations (paper Table 5): empirical risks only (no projection-head losses) ...
+    "lda_no_div": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
+                   ["MODEL.LDA.LAMBDA", "0.0"]),
+    # ... a fixed alpha instead of the self-adaptive one ...
+    "lda_fixed_alpha": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
+                        ["MODEL.LDA.FIXED_ALPHA", "1.0"]),
+    # ... and at the adaptive alpha's mean over training (0.12 on seed 0; 0.09-0.12 over 3 seeds)
+    "lda_fixed_alpha_mean": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
+                             ["MODEL.LDA.FIXED_ALPHA", "0.12"]),
+    # LDA with cosine classifiers (MODEL.LDA.NORMED_LINEAR; not in the paper)
+    "lda_cosine": (f"{EMBEDDED}/lda_cosine_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
+    # ... and the balanced classifier alone ("Ours-b"): no L_u, no divergence, alpha = 1
+    "lda_b": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
+              ["MODEL.LDA.LOSS_WEIGHT_UNBALANCED", "0.0", "MODEL.LDA.LAMBDA", "0.0",
+               "MODEL.LDA.FIXED_ALPHA", "1.0"]),
+    # peer long-tail methods (projects_lda/modeling/peers), same detector, data, sampler and schedule
+    "fedloss": (f"{EMBEDDED}/fedloss_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
+    "eqlv2": (f"{EMBEDDED}/eqlv2_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
+    "seesaw": (f"{EMBEDDED}/seesaw_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
+    # Seesaw with a plain linear classifier instead of the normalized (cosine) one
+    "seesaw_linear": (f"{EMBEDDED}/seesaw_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
+                      ["MODEL.PEERS.SEESAW.NORMED_LINEAR", "False"]),
+    "balanced_softmax": (
+        f"{EMBEDDED}/balanced_softmax_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
+}
+METRICS = ("AP", "AP50", "APr", "APc", "APf")
+WARMUP_FRACTION = 0.1
+
+logger = logging.getLogger("benchmark")
+
+
+def resolve_method(spec):
+    """``NAME`` of :data:`METHODS` or ``NAME=CONFIG.yaml`` -> (name, (config, extra options))."""
+    if "=" in spec:
+        name, config = spec.split("=", 1)
+        if not (REPO_ROOT / config).is_file() and not Path(config).is_file():
+            raise SystemExit(f"--methods {spec}: config file not found: {config}")
+        return name, (config, [])
+    if spec not in METHODS:
+        raise SystemExit(f"--methods: unknown method {spec!r}; known: {sorted(METHODS)}")
+    return spec, METHODS[spec]
+
+
+def median_iter_time(metrics_file):
+    """Median seconds per training iteration in detectron2's metrics.json, the first
+    :data:`WARMUP_FRACTION` of the iterations left out as warm-up."""
+    rows = []
+    with open(metrics_file) as f:
+        for line in f:
+            row = json.loads(line)
+            if "time" in row and "total_loss" in row:
+                rows.append(row)
+    if not rows:
+        return None
+    last = max(r["iteration"] for r in rows)
+    warm = [r["time"] for r in rows if r["iteration"] >= WARMUP_FRACTION * (last + 1)]
+    return statistics.median(warm or [r["time"] for r in rows])
+
+
+def inference_time(out_dir):
+    """Seconds per test image, from the timing file the evaluator writes (the last test set)."""
+    files = sorted(Path(out_dir).glob("inference/*/evaluation_timing.json"),
+                   key=lambda f: f.stat().st_mtime)
+    return json.loads(files[-1].read_text())["inference_s_per_image"] if files else None
+
+
+def _group_of(categories):
+    """Confusable group of a category of the embedded dataset: the shape in its name
+    (``disc_light``, ``disc_medium``, ``disc_dark`` are one group)."""
+    groups = {c["id"]: c["name"].rsplit("_", 1)[0] for c in categories}
+    return groups.__getitem__
+
+
+def analyse_run(val_json, results_json, max_dets):
+    """Per-class AP, TIDE breakdown and group confusions of one run, per task."""
+    out = {}
+    for task in ("bbox", "segm"):
+        gt, ev = evaluate_results(val_json, results_json, task, max_dets)
+        cats = gt.load_cats(gt.get_cat_ids())
+        out[task] = {
+            "per_class_ap": per_class_ap(gt, ev),
+            "tide": tide_breakdown(ev),
+            "group_confusions": group_confusions(ev, _group_of(cats)),
+        }
+    out["class_image_count"] = {c["id"]: c.get("image_count") for c in cats}
+    out["class_frequency"] = {c["id"]: c.get("frequency") for c in cats}
+    return out
+
+
+def run_one(config_file, out_dir, seed, opts):
+    """Trains and evaluates in this process; writes out_dir/run.json last."""
+    args = argparse.Namespace(
+        config_file=config_file, eval_only=False, resume=True, num_gpus=1,
+        # the detections JSON: the error analysis and the bootstrap read it
+        opts=list(opts) + ["SEED", str(seed), "OUTPUT_DIR", str(out_dir),
+                           "TEST.LVIS_EVAL.WRITE_RESULTS_JSON", "True"],
+    )
+    start = time.perf_counter()
+    results = defaults.main(args)
+    wall = time.perf_counter() - start
+    if not results:
+        raise RuntimeError(f"{out_dir}: training produced no evaluation results")
+    cfg = get_project_cfg()
+    cfg.merge_from_file(str(Path(out_dir) / "config.yaml"))  # as the run wrote it
+    # several test sets (the tuning protocol: val, then test): detectron2 keys the results by
+    # dataset; the record's metrics and analysis are the last set's (the reported one)
+    test_sets = list(cfg.DATASETS.TEST)
+    per_set = results if len(test_sets) > 1 else {test_sets[0]: results}
+    test_set = test_sets[-1]
+    results = per_set[test_set]
+    for name, r in per_set.items():
+        missing = [task for task in ("bbox", "segm") if task not in r]
+        if missing:  # detectron2's LVIS evaluation skips segm when there is no detection at all
+            raise RuntimeError(f"{out_dir}: no {'/'.join(missing)} results on {name} (the model "
+                               "made no detection; see TEST.DETECTIONS_PER_IMAGE and "
+                               "MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
+    results_json = Path(out_dir) / "inference" / test_set / RESULTS_JSON
+    val_json = MetadataCatalog.get(test_set).json_file
+    peak_kb = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    record = {
+        "seed": seed,
+        "config_file": config_file,
+        "opts": list(opts),
+        "config": (Path(out_dir) / "config.yaml").read_text(),
+        **{task: {k: results[task][k] for k in METRICS} for task in ("bbox", "segm")},
+        "splits": {name: {task: {k: r[task][k] for k in METRICS} for task in ("bbox", "segm")}
+                   for name, r in per_set.items()},
+        "test_set": test_set,
+        "sec_per_iter": median_iter_time(Path(out_dir) / "metrics.json"),
+        "sec_per_image": inference_time(out_dir),
+        "peak_rss_mb": peak_kb / 1024.0,
+        "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20
+        if torch.cuda.is_available() else None,
+        "wall_seconds": wall,
+        "val_json": val_json,
+        "results_json": str(results_json),
+        "max_dets_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+    }
+    try:  # the analysis must not cost the training: a failure is recorded, the run kept
+        record["analysis"] = analyse_run(val_json, results_json, cfg.TEST.DETECTIONS_PER_IMAGE)
+    except Exception as e:  # noqa: BLE001
+        logger.warning("%s: error analysis failed: %s", out_dir, e)
+        record["analysis_error"] = f"{type(e).__name__}: {e}"
+    tmp = Path(out_dir) / "run.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, Path(out_dir) / "run.json")  # written last: marks the run as finished
+    # a finished run keeps model_final.pth only: its periodic checkpoints (0.1 GB each here,
+    # 24-30 runs per protocol variant) serve only to resume a run, and this one is finished
+    for ckpt in Path(out_dir).glob("model_[0-9]*.pth"):
+        ckpt.unlink()
+
+
+def child_env(jobs):
+    """The environment of the run processes: one intra-op thread each when several run at a
+    time (oversubscribed OpenMP threads crawl)."""
+    env = dict(os.environ)
+    if jobs > 1:
+        env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def train_in_subprocess(label, run_dir, config_file, seed, opts, env):
+    """Runs :func:`run_one` in a child process from the repository root (the configs' paths are
+    relative to it), its output appended to ``run_dir/stdout.txt``; returns its exit status."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("%s: training into %s", label, run_dir)
+    cmd = [sys.executable, "-m", __name__, config_file, str(run_dir), str(seed), *opts]
+    with open(run_dir / "stdout.txt", "ab") as log:
+        return subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              env=env).returncode
+
+
+def collect(output, methods, seeds):
+    """The finished runs {method: {seed: record}} under ``output/<method>/seed<seed>/``."""
+    results = {}
+    for name in methods:
+        for seed in seeds:
+            f = Path(output) / name / f"seed{seed}" / "run.json"
+            if f.is_file():
+                results.setdefault(name, {})[seed] = json.loads(f.read_text())
+    return results
+
+
+if __name__ == "__main__":
+    config, out, seed, *extra = sys.argv[1:]
+    run_one(config, out, int(seed), extra)
