@@ -15,7 +15,7 @@ def _worker(rank):
     win = AccuracyWindow(window=4, gamma=1.5)
     for counts in LOCAL[rank]:
         win.update(*counts)
-    return win.counts.tolist(), win.alpha(), win.accuracies()
+    return win.counts.tolist(), float(win.alpha()), win.accuracies()
 
 
 @pytest.mark.timeout(400)
@@ -35,7 +35,7 @@ def test_two_gloo_workers_share_the_window_and_alpha():
         win = AccuracyWindow(window=4, gamma=1.5)
         for counts in LOCAL[rank]:
             win.update(*counts)
-        local[rank] = win.alpha()
+        local[rank] = float(win.alpha())
     assert local[0] == pytest.approx(0.6**1.5) and local[1] == pytest.approx(0.5**1.5)
     for rank in (0, 1):
         assert results[rank][1] != pytest.approx(local[rank], rel=1e-3)
