@@ -78,24 +78,58 @@ def tiny_opts(out_dir, *opts):
     ]
 
 
+def make_train_args(out_dir, *opts, eval_only=False, resume=False, config=LDA_CONFIG,
+                    num_gpus=1):
+    """The ``argparse.Namespace`` that ``train_net.main`` takes, for the tiny dataset."""
+    return argparse.Namespace(
+        config_file=str(config),
+        eval_only=eval_only,
+        resume=resume,
+        num_gpus=num_gpus,
+        num_machines=1,
+        machine_rank=0,
+        dist_url="auto",
+        opts=tiny_opts(out_dir, *opts),
+    )
+
+
 @pytest.fixture
 def train_args(tiny_dataset):
     """``train_args(out_dir, *opts, eval_only=False, resume=False, config=LDA_CONFIG)``: the
     ``argparse.Namespace`` that ``train_net.main`` takes, for the tiny dataset."""
+    return make_train_args
 
-    def make(out_dir, *opts, eval_only=False, resume=False, config=LDA_CONFIG, num_gpus=1):
-        return argparse.Namespace(
-            config_file=str(config),
-            eval_only=eval_only,
-            resume=resume,
-            num_gpus=num_gpus,
-            num_machines=1,
-            machine_rank=0,
-            dist_url="auto",
-            opts=tiny_opts(out_dir, *opts),
-        )
 
-    return make
+# The run of the ``trained_lda`` fixture: 4 iterations, an alpha window of 3 mini-batches.
+TRAINED_LDA_ITERS = 4
+TRAINED_LDA_OPTS = ("SOLVER.MAX_ITER", str(TRAINED_LDA_ITERS), "MODEL.LDA.WINDOW", "3")
+
+
+@pytest.fixture(scope="session")
+def trained_lda(tiny_dataset, tmp_path_factory):
+    """
+    LDA trained once per test session by ``train_net.main`` on the tiny dataset
+    (``TRAINED_LDA_OPTS``), evaluated on ``tiny_embedded_val`` at the end of training, its
+    predictions drawn into ``vis/``. For the tests that only need *a* trained model. Returns a
+    dict with ``dir`` (the OUTPUT_DIR: metrics.json, model_final.pth, config.yaml, vis/,
+    inference/), ``weights`` (its model_final.pth), ``opts`` and ``results`` (the evaluation).
+    The folder is shared: a test that writes into it works on a copy (:func:`copy_run`).
+    """
+    import train_net
+
+    out = tmp_path_factory.mktemp("trained_lda") / "run"
+    results = train_net.main(make_train_args(out, *TRAINED_LDA_OPTS))
+    return {"dir": out, "weights": out / "model_final.pth", "opts": TRAINED_LDA_OPTS,
+            "results": results}
+
+
+def copy_run(run, dest):
+    """A copy of the ``trained_lda`` folder at ``dest``, for a test that writes into it.
+    ``last_checkpoint`` names a file of the folder, so --resume continues from the copy."""
+    import shutil
+
+    shutil.copytree(run["dir"], dest)
+    return dest
 
 
 def _free_port():

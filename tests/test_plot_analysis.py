@@ -1,7 +1,7 @@
 """
 tools/plot_analysis.py (projects_lda/benchmark/plot_analysis.py): the distance, weight-norm,
 alpha and AP helpers on hand-made inputs, each command writing a PNG, and feature-distances on a
-model trained for 2 iterations on the tiny dataset of conftest.py.
+model trained for a few iterations on the tiny dataset (the ``trained_lda`` run of conftest.py).
 """
 import json
 import math
@@ -15,7 +15,6 @@ from detectron2.data import DatasetCatalog
 
 from projects_lda.benchmark import plot_analysis as pa
 
-import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
 
 PRED = "roi_heads.box_predictor."
 
@@ -168,10 +167,8 @@ def test_per_class_ap(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------ features
-def test_feature_distances_smoke(train_args, tmp_path, capsys):
-    out_dir = tmp_path / "run"
-    # 2 iterations, no evaluation: only a checkpoint and its config.yaml are needed
-    train_net.main(train_args(out_dir, "SOLVER.MAX_ITER", "2", "DATASETS.TEST", "()"))
+def test_feature_distances_smoke(trained_lda, tmp_path, capsys):
+    out_dir = trained_lda["dir"]  # read only: a checkpoint and its config.yaml are needed
     cfg, model = pa.load_model(out_dir)
     dicts = DatasetCatalog.get("tiny_embedded_val")[:3]
     feats, labels = pa.gt_box_features(cfg, model, dicts)

@@ -1,7 +1,8 @@
 """
 End to end through train_net.py on a tiny embedded dataset: a few LDA iterations with finite
-losses and alpha in the metrics file, --eval-only from the checkpoint (LVIS AP table and
-Visualizer PNGs) without the training set, and --resume.
+losses and alpha in the metrics file (the ``trained_lda`` run of conftest.py, shared with other
+tests), --eval-only from its checkpoint (LVIS AP table) without the training set, and --resume
+(on a copy of the run).
 """
 import argparse
 import json
@@ -18,7 +19,7 @@ from projects_lda.engine.defaults import visualize_predictions
 from projects_lda.data import register_lvis_format
 
 import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
-from conftest import LDA_CONFIG, TINY_CLASSES
+from conftest import LDA_CONFIG, TINY_CLASSES, TRAINED_LDA_ITERS, copy_run
 
 
 def _metrics(out_dir):
@@ -26,9 +27,8 @@ def _metrics(out_dir):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def test_train_eval_resume(train_args, tmp_path):
-    out = tmp_path / "run"
-    train_net.main(train_args(out, "SOLVER.MAX_ITER", "4", "MODEL.LDA.WINDOW", "3"))
+def test_training_writes_finite_lda_terms_alpha_and_drawings(trained_lda):
+    out = trained_lda["dir"]
     rows = [r for r in _metrics(out) if "total_loss" in r]
     assert rows, "no training metrics written"
     lda_terms = ["loss_fgbg", "loss_cls_unbalanced", "loss_cls_balanced", "loss_intra",
@@ -36,22 +36,25 @@ def test_train_eval_resume(train_args, tmp_path):
     for row in rows:
         for k in lda_terms + ["lda/alpha", "lda/acc_unbalanced", "lda/acc_balanced"]:
             assert k in row and math.isfinite(row[k]), (k, row)
-    assert (out / "model_final.pth").is_file()
+    assert trained_lda["weights"].is_file()
     assert len(list((out / "vis").glob("*.png"))) == 4
 
     # the checkpoint carries the class frequencies and the alpha window
-    state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)["model"]
+    state = torch.load(trained_lda["weights"], map_location="cpu", weights_only=True)["model"]
     prefix = "roi_heads.box_predictor."
     assert bool(state[prefix + "class_freq_ready"])
     assert state[prefix + "class_freq"].shape == (6,)
-    assert int(state[prefix + "accuracy_window.position"]) == 4
+    assert int(state[prefix + "accuracy_window.position"]) == TRAINED_LDA_ITERS == 4
 
-    # --eval-only needs neither the training set nor a recomputation of the frequencies
+
+def test_eval_only_reads_neither_the_training_set_nor_its_frequencies(
+    trained_lda, train_args, tmp_path
+):
     if "tiny_missing_train" not in DatasetCatalog.list():
         register_lvis_format("tiny_missing_train", str(tmp_path / "absent.json"), str(tmp_path))
     res = train_net.main(
         train_args(
-            out, "MODEL.WEIGHTS", str(out / "model_final.pth"),
+            tmp_path / "eval", "MODEL.WEIGHTS", str(trained_lda["weights"]),
             "DATASETS.TRAIN", "('tiny_missing_train',)", eval_only=True,
         )
     )
@@ -59,13 +62,19 @@ def test_train_eval_resume(train_args, tmp_path):
         for k in ("AP", "APr", "APc", "APf"):
             assert k in res[task]
 
-    # --resume continues from the last checkpoint up to the new MAX_ITER
-    train_net.main(train_args(out, "SOLVER.MAX_ITER", "6", "MODEL.LDA.WINDOW", "3", resume=True))
+
+def test_resume_continues_from_the_last_checkpoint_to_the_new_max_iter(
+    trained_lda, train_args, tmp_path
+):
+    out = copy_run(trained_lda, tmp_path / "run")
+    n = TRAINED_LDA_ITERS
+    train_net.main(train_args(out, "SOLVER.MAX_ITER", str(n + 2), "MODEL.LDA.WINDOW", "3",
+                              "DATASETS.TEST", "()", resume=True))
     iters = [r["iteration"] for r in _metrics(out) if "total_loss" in r]
-    assert max(iters) == 5
+    assert max(iters) == n + 1 == 5
     model = train_net.Trainer.build_model(train_net.setup(train_args(out, "MODEL.LDA.WINDOW", "3")))
     SafeCheckpointer(model).load(str(out / "model_final.pth"))
-    assert int(model.roi_heads.box_predictor.accuracy_window.position) == 6
+    assert int(model.roi_heads.box_predictor.accuracy_window.position) == n + 2
 
 
 def test_visualize_tool_reads_the_config_like_train_net(tiny_dataset, tmp_path):
