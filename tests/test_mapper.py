@@ -5,9 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detectron2.config import get_cfg
-
-from projects_lda import add_lda_config
+from projects_lda import get_project_cfg
 from projects_lda.data.mapper import ImageReadError, SafeDatasetMapper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,8 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def mapper():
-    cfg = get_cfg()
-    add_lda_config(cfg)
+    cfg = get_project_cfg()  # the configs use keys of add_training_config too
     cfg.merge_from_file(str(ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml"))
     return SafeDatasetMapper(cfg, is_train=True)
 

@@ -419,12 +419,9 @@ def test_unreadable_evaluation_image_is_an_error_naming_it(bad_dataset, train_ar
 
 @pytest.fixture(scope="module")
 def mapper():
-    from detectron2.config import get_cfg
+    from projects_lda import get_project_cfg
 
-    from projects_lda import add_lda_config
-
-    cfg = get_cfg()
-    add_lda_config(cfg)
+    cfg = get_project_cfg()  # the configs use keys of add_training_config too
     cfg.merge_from_file(str(LDA_CONFIG))
     return SafeDatasetMapper(cfg, is_train=True)
 
@@ -462,15 +459,15 @@ def test_mapper_drops_unusable_annotations(tiny_dataset, mapper):
 # ============================================================================ determinism
 def test_same_seed_gives_same_first_iteration_losses(train_args, tmp_path):
     rows = []
-    for i, workers in enumerate(["0", "0", "1"]):
+    for i, workers in enumerate(["0", "1"]):
         out = tmp_path / f"run{i}"
         train_net.main(train_args(out, "SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()",
                                   "DATALOADER.NUM_WORKERS", workers))
         (row,) = [r for r in _rows(out) if "total_loss" in r]
         rows.append(_without_time(row))
     assert rows[0]["iteration"] == 0 and math.isfinite(rows[0]["total_loss"])
-    assert rows[0] == rows[1]  # two runs with the same seed
-    assert rows[0] == rows[2]  # and with a data-loader worker process
+    # two runs with the same seed, the second with a data-loader worker process
+    assert rows[0] == rows[1]
     other = tmp_path / "seed1"
     train_net.main(train_args(other, "SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()", "SEED", "1"))
     (row,) = [r for r in _rows(other) if "total_loss" in r]
