@@ -1,4 +1,5 @@
-"""Every config loads and builds; config mistakes name the file and key."""
+"""Every config is named after what it holds, loads and builds; config mistakes name the file
+and key."""
 import argparse
 import glob
 import inspect
@@ -38,18 +39,13 @@ def load(path, *opts):
     return cfg
 
 
-PEER_METHODS = ("fedloss", "eqlv2", "seesaw", "balanced_softmax")
-EXPECTED_CONFIGS = {
-    # LVIS v1: baseline and LDA, 3 backbones x 3 schedules (paper Table 4)
-    *(f"configs/LVISv1/{m}mask_rcnn_{b}_FPN_{e}ep_lvisv1.yaml"
-      for m in ("", "lda_") for b in ("R_50", "R_101", "X_101_32x4d") for e in (12, 24, 36)),
-    # LDA with cosine classifiers and the peer methods, R-50 12 epochs
-    *(f"configs/LVISv1/{m}_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml"
-      for m in ("lda_cosine",) + PEER_METHODS),
-    # the embedded dataset on CPU: baseline, LDA, LDA cosine and the peers
-    *(f"configs/Embedded/{m}mask_rcnn_R_18_FPN_cpu_embedded.yaml"
-      for m in ("", "lda_", "lda_cosine_") + tuple(f"{p}_" for p in PEER_METHODS)),
-}
+# A leaf config is named MODEL_BACKBONE_SCHEDULE_DATASET: [METHOD_]mask_rcnn, a ResNet(-X) FPN
+# backbone, a schedule (Nep, or cpu) and the dataset, which is its folder's name in lower case.
+LEAF_NAME = re.compile(
+    r"(?:(?P<method>[a-z0-9_]+)_)?mask_rcnn_(?P<backbone>R_\d+|X_\d+_\d+x\d+d)_FPN_"
+    r"(?P<schedule>\d+ep|cpu)_(?P<dataset>[a-z0-9]+)\.yaml"
+)
+LVIS_TRAIN_IMAGES = 100170  # LVIS v1 train
 
 
 def _bases(path):
@@ -64,31 +60,36 @@ def _bases(path):
         out.append(path)
 
 
-def test_configs_found_are_exactly_the_shipped_set_and_their_bases():
-    assert set(CONFIGS) == EXPECTED_CONFIGS
+@pytest.mark.parametrize("path", CONFIGS)
+def test_leaf_config_is_named_model_backbone_schedule_dataset(path):
+    m = LEAF_NAME.fullmatch(os.path.basename(path))
+    assert m, f"{path}: not [METHOD_]mask_rcnn_BACKBONE_FPN_SCHEDULE_DATASET.yaml"
+    assert m["dataset"] == os.path.basename(os.path.dirname(path)).lower(), path
+    for base in _bases(path):  # every _BASE_ it names exists
+        assert (ROOT / base).is_file(), f"{path}: _BASE_ {base} not found"
+    # the name says what the config holds
+    cfg = load(path)
+    assert cfg.MODEL.MASK_ON and "fpn" in cfg.MODEL.BACKBONE.NAME
+    depth, *resnext = m["backbone"][2:].split("_")
+    assert cfg.MODEL.RESNETS.DEPTH == int(depth), path
+    if resnext:  # X_101_32x4d: 32 groups of width 4
+        groups, width = resnext[0][:-1].split("x")
+        assert (cfg.MODEL.RESNETS.NUM_GROUPS, cfg.MODEL.RESNETS.WIDTH_PER_GROUP) == (
+            int(groups), int(width)), path
+    else:
+        assert cfg.MODEL.RESNETS.NUM_GROUPS == 1, path
+    if m["schedule"].endswith("ep"):  # epochs of LVIS v1 train
+        epochs = int(m["schedule"][:-2])
+        assert cfg.SOLVER.MAX_ITER == round(epochs * LVIS_TRAIN_IMAGES / cfg.SOLVER.IMS_PER_BATCH)
+
+
+def test_every_config_file_is_a_leaf_config_or_one_of_their_bases():
     every_yaml = {
         os.path.relpath(p, ROOT)
         for p in glob.glob(str(ROOT / "configs" / "**" / "*.yaml"), recursive=True)
     }
     loaded = set(CONFIGS).union(*(_bases(c) for c in CONFIGS))
-    assert every_yaml == loaded  # no config file that no test loads
-
-
-@pytest.mark.parametrize(
-    "node", ["MODEL.LDA"] + [f"MODEL.PEERS.{m}" for m in get_project_cfg().MODEL.PEERS]
-)
-def test_every_method_config_key_has_a_comment(node):
-    source = "projects_lda/" + ("config.py" if node == "MODEL.LDA" else "modeling/peers/config.py")
-    lines = (ROOT / source).read_text().splitlines()
-    keys = get_project_cfg()
-    for part in node.split("."):
-        keys = keys[part]
-    assert len(keys) > 0
-    for key in keys:
-        where = [i for i, line in enumerate(lines) if line.strip().startswith(f"_C.{node}.{key} =")]
-        assert len(where) == 1, f"{node}.{key} is not assigned once in {source}"
-        i = where[0]
-        assert "#" in lines[i] or lines[i - 1].strip().startswith("#"), f"no comment on {node}.{key}"
+    assert CONFIGS and every_yaml == loaded  # no config file that no test loads
 
 
 def _own_keyword_defaults(cls):

@@ -175,15 +175,3 @@ def test_cpu_processes_started_by_detectron2s_launch_where_it_can(monkeypatch):
     used.clear()
     launcher.launch(print, 1)  # one process: always detectron2's
     assert used == ["detectron2"]
-
-
-def test_feature_detection_sees_one_build():
-    """The features come together: all present (main) or all absent (0.6)."""
-    flags = {
-        "launch": compat.LAUNCH_SUPPORTS_CPU,
-        "write_metrics_iter": compat.WRITE_METRICS_TAKES_ITER,
-        "async": compat.TRAINER_HAS_ASYNC_METRICS,
-        "weights_query": compat.WEIGHTS_URL_QUERIES,
-        "fed_loss": compat.HAS_FED_LOSS,
-    }
-    assert len(set(flags.values())) == 1, flags
