@@ -1,10 +1,12 @@
 """
 The configs/LVISv1/ configs at LVIS v1's shape: schedule and backbone variants differ from their
-R-50 12-epoch sibling only where they should, and the R-50 config of every method (baseline, LDA,
-LDA cosine and the four peers) trains one iteration at 800 px with 1,203 classes and evaluates
-one image with 300 detections and score threshold 1e-4 (tools/run_lvis_configs.py; about 30 s
-of CPU each). The other LVIS configs are built in tests/test_configs.py. Random weights and a
-tiny learning rate: the losses mean nothing, only that they are finite and of the right terms.
+R-50 12-epoch sibling only where they should, and one R-50 config per family of ROI heads (the
+baseline's, LDA's, and the peers' PredictorROIHeads: the federated loss) trains one iteration at
+800 px with 1,203 classes and evaluates one image with 300 detections and score threshold 1e-4
+(tools/run_lvis_configs.py; about 30 s of CPU each). Every LVIS config is built in
+tests/test_configs.py, and every method's box predictor runs its losses and scores at 1,203
+classes in tests/test_half_precision.py. Random weights and a tiny learning rate: the losses mean
+nothing, only that they are finite and of the right terms.
 """
 import glob
 import math
@@ -34,6 +36,9 @@ BACKBONE_KEYS = {
     },
 }
 R50_METHODS = sorted(p for p in LVIS if "_R_50_FPN_12ep" in p)
+# the configs stepped below, one per family of ROI heads (see _family)
+R50_STEPPED = [str(ROOT / "configs/LVISv1" / f"{m}mask_rcnn_R_50_FPN_12ep_lvisv1.yaml")
+               for m in ("", "lda_", "fedloss_")]
 LOSS_TERMS = {"loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"}
 
 
@@ -57,9 +62,36 @@ def _diff(a, b):
     return {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
 
 
-def test_all_lvis_configs_are_named_by_method_backbone_and_schedule():
-    assert len(LVIS) == 23 and len(R50_METHODS) == 7
-    assert all(NAME.fullmatch(os.path.basename(p)) for p in LVIS)
+def test_every_lvis_config_is_named_by_method_backbone_and_schedule_with_an_r50_sibling():
+    assert LVIS
+    for path in LVIS:
+        m = NAME.fullmatch(os.path.basename(path))
+        assert m, path
+        prefix = f"{m.group(1)}_" if m.group(1) else ""
+        assert os.path.join(os.path.dirname(path),
+                            f"{prefix}mask_rcnn_R_50_FPN_12ep_lvisv1.yaml") in R50_METHODS, path
+
+
+def _family(path):
+    """The family of ROI heads a config builds: LDA's, the peers' (PredictorROIHeads, the base
+    class of LDA's too) or detectron2's StandardROIHeads, the most derived that applies."""
+    from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+
+    from projects_lda import LDAROIHeads
+    from projects_lda.modeling.roi_heads import PredictorROIHeads
+
+    cfg = get_project_cfg()
+    cfg.merge_from_file(path)
+    heads = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
+    return next(f.__name__ for f in (LDAROIHeads, PredictorROIHeads, StandardROIHeads)
+                if issubclass(heads, f))
+
+
+def test_one_r50_config_of_each_family_of_roi_heads_is_stepped():
+    """ROI heads of a new family (not derived from those below) get their own step below."""
+    families = {p: _family(p) for p in R50_METHODS}
+    stepped = [families[p] for p in R50_STEPPED]
+    assert sorted(stepped) == sorted(set(families.values())), families
 
 
 @pytest.mark.parametrize("path", LVIS, ids=os.path.basename)
@@ -82,7 +114,7 @@ def shaped_names(tmp_path_factory):
     return run_lvis_configs.register_shaped(str(tmp_path_factory.mktemp("lvis_run")), "tiny", val_size=1)
 
 
-@pytest.mark.parametrize("path", R50_METHODS, ids=os.path.basename)
+@pytest.mark.parametrize("path", R50_STEPPED, ids=os.path.basename)
 def test_r50_config_trains_and_evaluates_at_lvis_shape(path, shaped_names, tmp_path):
     row = run_lvis_configs.run_config(path, *shaped_names, str(tmp_path), iters=1, batch=1)
     losses = row["losses"]
