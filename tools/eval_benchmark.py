@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout's projects_lda, not an installed one
 LVIS_V1_VAL_IMAGES = 19809
 METRICS = ("AP", "AP50", "APr", "APc", "APf")
 DATASET = "eval_benchmark_val"
@@ -252,7 +251,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="[eval_benchmark] %(message)s")
     summary = out / "eval_benchmark.json"
     records = json.loads(summary.read_text()) if summary.is_file() else []
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     for n in sorted(args.images):
         runs = [(b, False) for b in args.backends]
         if args.results_json:
