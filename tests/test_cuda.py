@@ -16,8 +16,7 @@ from detectron2.utils.events import EventStorage
 from projects_lda import LDAFastRCNNOutputLayers, get_project_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import lvis_rehearsal  # noqa: E402
+from projects_lda.benchmark import lvis_rehearsal  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA (run tools/gpu_check.sh on a GPU machine)"

@@ -4,9 +4,6 @@ no overflow or NaN, and the float32 values within rounding. Class centres are su
 hundred projection features: in float16 (max 65504) they overflowed to inf and the cosine
 distances became NaN before the losses computed in float32.
 """
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from detectron2.layers import ShapeSpec
@@ -14,6 +11,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.utils.events import EventStorage
 
 from projects_lda import LDAFastRCNNOutputLayers
+from projects_lda.benchmark import lvis_rehearsal
 from projects_lda.modeling.lda_loss import (
     importance_weights,
     inter_class_loss,
@@ -27,9 +25,6 @@ from projects_lda.modeling.peers import (
     SeesawFastRCNNOutputLayers,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import lvis_rehearsal  # noqa: E402
 
 HALF = [torch.float16, torch.bfloat16]
 TOL = {torch.float16: 2e-3, torch.bfloat16: 2e-2}  # inputs rounded to the half type

@@ -3,7 +3,7 @@ The configs/LVISv1/ configs at LVIS v1's shape: schedule and backbone variants d
 R-50 12-epoch sibling only where they should, and one R-50 config per family of ROI heads (the
 baseline's, LDA's, and the peers' PredictorROIHeads: the federated loss) trains one iteration at
 800 px with 1,203 classes and evaluates one image with 300 detections and score threshold 1e-4
-(tools/run_lvis_configs.py; about 30 s of CPU each). Every LVIS config is built in
+(tools/measure.py configs; about 30 s of CPU each). Every LVIS config is built in
 tests/test_configs.py, and every method's box predictor runs its losses and scores at 1,203
 classes in tests/test_half_precision.py. Random weights and a tiny learning rate: the losses mean
 nothing, only that they are finite and of the right terms.
@@ -12,16 +12,15 @@ import glob
 import math
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from projects_lda import get_project_cfg
+from projects_lda.benchmark.lvis_rehearsal import run_config
+from projects_lda.data.lvis_shaped import register_lvis_shaped
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import run_lvis_configs  # noqa: E402
 
 LVIS = sorted(glob.glob(str(ROOT / "configs/LVISv1/*.yaml")))
 NAME = re.compile(r"(?:(\w+)_)?mask_rcnn_(R_50|R_101|X_101_32x4d)_FPN_(12|24|36)ep_lvisv1\.yaml")
@@ -111,12 +110,13 @@ def test_variants_differ_from_their_r50_12ep_sibling_only_where_they_should(path
 
 @pytest.fixture(scope="module")
 def shaped_names(tmp_path_factory):
-    return run_lvis_configs.register_shaped(str(tmp_path_factory.mktemp("lvis_run")), "tiny", val_size=1)
+    return register_lvis_shaped(str(tmp_path_factory.mktemp("lvis_run")), "tiny",
+                                prefix="lvis_shaped_run", val_size=1, pool_size=4)
 
 
 @pytest.mark.parametrize("path", R50_STEPPED, ids=os.path.basename)
 def test_r50_config_trains_and_evaluates_at_lvis_shape(path, shaped_names, tmp_path):
-    row = run_lvis_configs.run_config(path, *shaped_names, str(tmp_path), iters=1, batch=1)
+    row = run_config(path, *shaped_names, str(tmp_path), iters=1, batch=1)
     losses = row["losses"]
     assert LOSS_TERMS <= set(losses), sorted(losses)
     if "lda_" in os.path.basename(path):

@@ -30,10 +30,8 @@ def _ddp_worker(rank):
     from detectron2.utils.events import EventStorage
     from torch.nn.parallel import DistributedDataParallel
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    import lvis_rehearsal
-
     from projects_lda import LDAFastRCNNOutputLayers, get_project_cfg
+    from projects_lda.benchmark import lvis_rehearsal
 
     cfg = get_project_cfg()
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = C

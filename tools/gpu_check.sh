@@ -4,7 +4,7 @@
 # figures); the failed steps are listed at the end and the exit status is then 1. In this order:
 #   (c) the CUDA tests (tests/test_cuda.py: buffers on the GPU, float64 counts over NCCL, scores);
 #   (a) the embedded LDA config end to end (train + LVIS evaluation) on the GPU;
-#   (b) the LVIS-shaped rehearsal (tools/lvis_rehearsal.py): R-50 FPN, 1,203 classes, 800 px,
+#   (b) the LVIS-shaped rehearsal (tools/measure.py step): R-50 FPN, 1,203 classes, 800 px,
 #       2 images per GPU (the configs' batch of 8 on 4 GPUs), baseline and LDA interleaved, with
 #       and without mixed precision (SOLVER.AMP.ENABLED): iterations/s, their ratio, peak GPU
 #       memory, non-finite losses; and the box predictors alone, every method against the baseline;
@@ -76,10 +76,10 @@ run "$PY" train_net.py --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu
   "${EMB_OPTS[@]}" OUTPUT_DIR "$OUT/embedded_lda"
 
 say "(b) LVIS-shaped rehearsal, baseline and LDA, float32 then mixed precision"
-run "$PY" tools/lvis_rehearsal.py step --methods baseline lda --cache "$CACHE" "${REH[@]}"
-run "$PY" tools/lvis_rehearsal.py step --amp --methods baseline lda --cache "$CACHE" "${REH[@]}"
+run "$PY" tools/measure.py step --methods baseline lda --cache "$CACHE" "${REH[@]}"
+run "$PY" tools/measure.py step --amp --methods baseline lda --cache "$CACHE" "${REH[@]}"
 say "(b) box predictors alone, every method against the baseline"
-run "$PY" tools/lvis_rehearsal.py predictor "${PRED[@]}"
+run "$PY" tools/measure.py predictor "${PRED[@]}"
 
 if (( ${#FAILED[@]} )); then
   say "FAILED: ${#FAILED[@]} step(s) failed:"

@@ -1,45 +1,51 @@
-#!/usr/bin/env python
 """
 LDA and the peer methods against the baseline at LVIS v1's shape (1,203 classes, R-50 FPN,
-800-px images, 512 ROIs per image), measured side by side in one process, interleaved (each
-round runs every method once, in turn), so that the machine's load hits all methods alike.
+800-px images, 512 ROIs per image), without LVIS's data or ImageNet weights
+(``tools/measure.py predictor``, ``step`` and ``configs``; docs/scale.md).
 
-Two measurements:
+* :func:`predictor_benchmark`: the box predictor alone, the only part that differs between the
+  methods: forward + losses + backward on 512 ROIs x ``batch`` images of 1024-d box-head
+  features, and the test path (forward + per-class scores) on 1,000 proposals per image. The
+  baseline is detectron2's ``FastRCNNOutputLayers``.
+* :func:`step_benchmark`: whole training iterations (data prepared once and shared; SGD step
+  included) and inference per test image (300 detections, score threshold 1e-4) of the R-50
+  12-epoch configs, on an LVIS v1-shaped dataset (projects_lda/data/lvis_shaped.py).
+* :func:`run_config`: a config of configs/LVISv1/ trained a few iterations with train_net.py's
+  Trainer (its hooks, checkpointer and evaluator), then evaluated.
 
-* ``predictor``: the box predictor alone, the only part that differs between the methods: forward
-  + losses + backward on 512 ROIs x ``--batch`` images of 1024-d box-head features, and the test
-  path (forward + per-class scores) on 1,000 proposals per image. The baseline is detectron2's
-  ``FastRCNNOutputLayers``.
-* ``step``: whole training iterations (data prepared once and shared; SGD step included) and
-  inference per test image (300 detections, score threshold 1e-4) of the R-50 12-epoch configs,
-  on an LVIS v1-shaped dataset (projects_lda/data/lvis_shaped.py).
-
-The models start from random weights (``MODEL.WEIGHTS ""``) whose frozen BatchNorm statistics are
-calibrated on the first batch (:func:`calibrate_frozen_bn`, a stand-in for ImageNet weights) and
-train with a tiny learning rate (ResNet-50 with frozen BatchNorm diverges from random init at the
-configs' 0.01): their losses mean nothing, only time and memory do. On CUDA (``--device cuda``) it also reports peak GPU memory, and
-``--amp`` runs the steps under mixed precision (as ``SOLVER.AMP.ENABLED``).
-
-    python tools/lvis_rehearsal.py predictor --rounds 20
-    python tools/lvis_rehearsal.py step --methods baseline lda --rounds 4
-    python tools/lvis_rehearsal.py step --device cuda --amp --rounds 20   # on a GPU
-    python tools/lvis_rehearsal.py step --rounds 2 --opts MODEL.RPN.POST_NMS_TOPK_TEST 100
-
-Prints median seconds per method and the ratio to the baseline of the same run.
+Methods are measured side by side in one process, interleaved (each round runs every method once,
+in turn), so that the machine's load hits all methods alike. The models start from random
+weights (``MODEL.WEIGHTS ""``) whose frozen BatchNorm statistics are calibrated on the first
+batch (:func:`calibrate_frozen_bn`, a stand-in for ImageNet weights) and train with a tiny
+learning rate (ResNet-50 with frozen BatchNorm diverges from random init at the configs' 0.01):
+their losses and APs mean nothing, only time, memory and well-formed outputs do.
 """
 import argparse
+import collections
+import json
 import math
 import os
-import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.layers import FrozenBatchNorm2d
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 
+from ..config import get_project_cfg
+from ..data.lvis_shaped import lvis_shaped_category_counts
+from ..data.mapper import SafeDatasetMapper
+from ..engine.defaults import Trainer, setup
+from ..evaluation.lvis_evaluation import RESULTS_JSON
+from . import REPO_ROOT
+
+NUM_CLASSES, MAX_DETECTIONS, SCORE_THRESH = 1203, 300, 1e-4  # LVIS v1 and its evaluation
+
+# method -> its R-50 12-epoch config in configs/LVISv1/
 METHODS = {
     "baseline": "mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
     "lda": "lda_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
@@ -59,8 +65,6 @@ def calibrate_frozen_bn(model, batched_inputs):
     layer calibrated before it runs), so that a randomly initialised ResNet keeps its activations
     at unit scale as a pretrained one does, instead of growing them block after block.
     """
-    from detectron2.layers import FrozenBatchNorm2d
-
     model = getattr(model, "module", model)
 
     def set_stats(module, inputs):
@@ -86,20 +90,21 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _half(device):
+    """The half-precision type of mixed precision on ``device`` (as SOLVER.AMP.ENABLED)."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
 def load_cfg(method, *opts):
     """The project config of ``method``'s R-50 12-epoch LVIS v1 file, with ``opts`` merged."""
-    from projects_lda import get_project_cfg
-
     cfg = get_project_cfg()
-    cfg.merge_from_file(os.path.join(ROOT, "configs/LVISv1", METHODS[method]))
+    cfg.merge_from_file(str(REPO_ROOT / "configs" / "LVISv1" / METHODS[method]))
     cfg.merge_from_list(["MODEL.WEIGHTS", "", *[str(o) for o in opts]])
     return cfg
 
 
-def lvis_like_class_freq(num_classes=1203, seed=0):
+def lvis_like_class_freq(num_classes=NUM_CLASSES, seed=0):
     """(C,) instance counts of the full-size LVIS v1-shaped training set's classes."""
-    from projects_lda.data.lvis_shaped import lvis_shaped_category_counts
-
     _, image_count = lvis_shaped_category_counts(seed)
     return torch.as_tensor(image_count[:num_classes], dtype=torch.float32) * 2.5
 
@@ -107,8 +112,6 @@ def lvis_like_class_freq(num_classes=1203, seed=0):
 def synthetic_proposals(num_images, per_image, num_classes, class_freq, device, fg_fraction=0.25,
                         seed=0, with_gt=True):
     """Sampled proposals as the ROI heads give them to the predictor in training."""
-    from detectron2.structures import Boxes, Instances
-
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(num_images):
@@ -129,8 +132,6 @@ def synthetic_proposals(num_images, per_image, num_classes, class_freq, device, 
 
 def build_predictor(method, device, class_freq):
     """The box predictor of ``method``'s config (1,203 classes), its statistics set."""
-    from detectron2.modeling import build_model
-
     cfg = load_cfg(method, "MODEL.DEVICE", str(device))
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -141,19 +142,18 @@ def build_predictor(method, device, class_freq):
 
 
 def predictor_benchmark(methods, rounds, batch, device, warmup=2, amp=False):
-    """Median seconds per (training, test) call of each method's predictor."""
-    from detectron2.utils.events import EventStorage
-
+    """(times {method: {"train": [s], "test": [s]}} of each round after ``warmup``, rounds with
+    a non-finite loss {method: count}) of each method's predictor."""
     freq = lvis_like_class_freq()
     predictors = {m: build_predictor(m, device, freq) for m in methods}
-    C = 1203
+    C = NUM_CLASSES
     x_train = torch.rand(512 * batch, 1024, device=device)
     props = synthetic_proposals(batch, 512, C, freq, device)
     x_test = torch.rand(1000 * batch, 1024, device=device)
     test_props = synthetic_proposals(batch, 1000, C, freq, device, with_gt=False)
     times = {m: {"train": [], "test": []} for m in methods}
     nonfinite = {m: 0 for m in methods}
-    autocast = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=amp)
+    autocast = torch.autocast(device.type, dtype=_half(device), enabled=amp)
     with EventStorage(0):
         for r in range(warmup + rounds):
             for m in methods:
@@ -185,31 +185,14 @@ def predictor_benchmark(methods, rounds, batch, device, warmup=2, amp=False):
     return times, nonfinite
 
 
-def report(title, times, unit="ms", scale=1000.0):
-    methods = list(times)
-    base = {k: statistics.median(v) for k, v in times["baseline"].items()} if "baseline" in times else None
-    keys = list(next(iter(times.values())))
-    print(f"\n{title}")
-    header = f"{'method':>18} " + " ".join(f"{k + ' ' + unit:>14} {'/ baseline':>10}" for k in keys)
-    print(header)
-    for m in methods:
-        cells = []
-        for k in keys:
-            med = statistics.median(times[m][k])
-            ratio = f"{med / base[k]:10.3f}" if base else f"{'-':>10}"
-            cells.append(f"{med * scale:14.2f} {ratio}")
-        print(f"{m:>18} " + " ".join(cells))
-
-
 # ------------------------------------------------------------------------- whole training steps
 def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False, test_images=2,
                    min_size=800, max_size=1333, opts=()):
-    """Median seconds per training iteration and per test image of each method's R-50 model."""
-    import train_net
-    from detectron2.data import build_detection_test_loader
-    from detectron2.utils.events import EventStorage
-    from projects_lda.data.mapper import SafeDatasetMapper
-
+    """
+    (times {method: {"train": [s per iteration], "test": [s per image]}} of each round after
+    ``warmup``, extra figures: rounds with a non-finite loss, detections on the last test image
+    and, on CUDA, peak memory in GiB) of each method's R-50 model on ``dataset`` (train, val).
+    """
     train_name, val_name = dataset
     models, optims, nonfinite, cfgs = {}, {}, {}, {}
     for m in methods:
@@ -223,12 +206,12 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
         )
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            models[m] = train_net.Trainer.build_model(cfg)
-        optims[m] = train_net.Trainer.build_optimizer(cfg, models[m])
+            models[m] = Trainer.build_model(cfg)
+        optims[m] = Trainer.build_optimizer(cfg, models[m])
         nonfinite[m] = 0
         cfgs[m] = cfg
     cfg0 = cfgs[methods[0]]
-    loader = iter(train_net.Trainer.build_train_loader(cfg0))
+    loader = iter(Trainer.build_train_loader(cfg0))
     batches = [next(loader) for _ in range(warmup + rounds)]
     del loader
     for m in methods:
@@ -240,7 +223,7 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
         if len(test_inputs) == test_images:
             break
     scaler = torch.cuda.amp.GradScaler() if amp and device.type == "cuda" else None
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    dtype = _half(device)
     times = {m: {"train": [], "test": []} for m in methods}
     dets = {}
     if device.type == "cuda":
@@ -294,82 +277,49 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
     return times, extra
 
 
-def register_shaped(size, cache):
-    """Registers the LVIS v1-shaped dataset of ``size`` as ``lvis_shaped_<size>_{train,val}``."""
-    from detectron2.data import DatasetCatalog
-    from projects_lda.data import register_lvis_format
-    from projects_lda.data.lvis_shaped import generate_lvis_shaped
-
-    paths = generate_lvis_shaped(os.path.join(cache, str(size)), size)
-    names = []
-    for split in ("train", "val"):
-        name = f"lvis_shaped_{size}_{split}"
-        if name not in DatasetCatalog.list():
-            register_lvis_format(name, paths[f"{split}_json"], paths["image_root"])
-        names.append(name)
-    return tuple(names)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["predictor", "step"])
-    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
-                        help="default: all for 'predictor', baseline and lda for 'step'")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--batch", type=int, default=2, help="images per process (the LVIS configs: 8 images over 4 GPUs; detectron2's LVIS recipe: 2 per GPU)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on the CPU)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--size", default="1k", help="LVIS v1-shaped dataset size for 'step'")
-    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lvis_shaped"))
-    parser.add_argument("--min-size", type=int, default=800, help="image short side for 'step'")
-    parser.add_argument("--max-size", type=int, default=1333)
-    parser.add_argument("--test-images", type=int, default=2)
-    parser.add_argument("--opts", nargs="+", default=[], help="config options for 'step': KEY VALUE ...")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: CUDA is not available on this machine")
-    methods = args.methods or (list(METHODS) if args.what == "predictor" else ["baseline", "lda"])
-    if "baseline" in methods:
-        methods = ["baseline"] + [m for m in methods if m != "baseline"]
-    where = f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads")
-    if args.what == "predictor":
-        times, nonfinite = predictor_benchmark(
-            methods, args.rounds, args.batch, device, warmup=2 if args.warmup is None else args.warmup, amp=args.amp
-        )
-        report(
-            f"Box predictor alone, 1,203 classes, 1024-d features, {args.rounds} interleaved rounds on "
-            f"{where}{', AMP' if args.amp else ''}: train = forward + losses + backward on 512 x "
-            f"{args.batch} ROIs; test = forward + scores on 1000 x {args.batch} proposals (medians)",
-            times,
-        )
-        print("non-finite losses (rounds):", nonfinite)
-        return times
-    dataset = register_shaped(int(args.size) if args.size.isdigit() else args.size, args.cache)
-    times, extra = step_benchmark(
-        methods, args.rounds, args.batch, device, dataset, warmup=1 if args.warmup is None else args.warmup,
-        amp=args.amp, test_images=args.test_images, min_size=args.min_size, max_size=args.max_size,
-        opts=args.opts,
-    )
-    report(
-        f"R-50 FPN, 1,203 classes, {args.min_size}-px images, batch {args.batch}, {args.rounds} "
-        f"interleaved rounds on {where}{', AMP' if args.amp else ''}: seconds per training iteration "
-        "and per test image (300 detections, score > 1e-4) (medians; random weights, LR 1e-5: "
-        "losses mean nothing)",
-        times, unit="s", scale=1.0,
-    )
-    for m in methods:
-        it_s = 1.0 / statistics.median(times[m]["train"])
-        line = f"{m:>18}: {it_s:.3f} iterations/s, {extra['detections'].get(m)} detections on the last test image, non-finite loss in {extra['nonfinite'][m]} iteration(s)"
-        if "peak_gib" in extra:
-            line += f", peak GPU memory {extra['peak_gib'][m]:.2f} GiB"
-        print(line)
-    return times, extra
-
-
-if __name__ == "__main__":
-    main()
+# ------------------------------------------------------------------------- the LVIS configs, run
+def run_config(config_file, train_name, val_name, out_dir, *, iters=1, batch=1, min_size=800):
+    """
+    Trains the config ``iters`` iterations on ``train_name`` into ``out_dir`` and evaluates it on
+    ``val_name``; returns what happened: the predictor's class, the last losses, seconds taken,
+    detections per image, the lowest score kept and the evaluation results.
+    """
+    opts = [
+        "MODEL.WEIGHTS", "", "DATASETS.TRAIN", f"('{train_name}',)", "DATASETS.TEST",
+        f"('{val_name}',)", "SOLVER.IMS_PER_BATCH", str(batch), "SOLVER.BASE_LR", "1e-5",
+        "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
+        "SOLVER.CHECKPOINT_PERIOD", str(10 ** 9), "TEST.EVAL_PERIOD", "0",
+        "INPUT.MIN_SIZE_TRAIN", f"({min_size},)", "INPUT.MIN_SIZE_TEST", str(min_size),
+        "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", out_dir,
+        "TEST.LVIS_EVAL.WRITE_RESULTS_JSON", "True",  # the detections, counted below
+    ]
+    args = argparse.Namespace(config_file=config_file, opts=opts, eval_only=False, resume=False)
+    cfg = setup(args)
+    shape = (cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.TEST.DETECTIONS_PER_IMAGE,
+             cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)
+    if shape != (NUM_CLASSES, MAX_DETECTIONS, SCORE_THRESH):
+        raise ValueError(f"{config_file}: (classes, detections per image, score threshold) are "
+                         f"{shape}, not LVIS v1's {(NUM_CLASSES, MAX_DETECTIONS, SCORE_THRESH)}")
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    calibrate_frozen_bn(trainer.model, next(iter(Trainer.build_train_loader(cfg))))
+    t0 = time.perf_counter()
+    trainer.train()  # ends with the evaluation (DefaultTrainer's EvalHook)
+    total = time.perf_counter() - t0
+    latest = trainer.storage.latest()
+    losses = {k: float(v[0]) for k, v in latest.items() if k.startswith("loss_")}
+    with open(os.path.join(out_dir, "inference", val_name, RESULTS_JSON)) as f:
+        detections = json.load(f)
+    per_image_count = collections.Counter(d["image_id"] for d in detections)
+    per_image = [per_image_count[r["image_id"]] for r in DatasetCatalog.get(val_name)]
+    scores = [d["score"] for d in detections]
+    results = getattr(trainer, "_last_eval_results", None) or {}
+    return {
+        "config": os.path.relpath(config_file, REPO_ROOT),
+        "head": type(trainer.model.roi_heads.box_predictor).__name__,
+        "losses": losses,
+        "total_s": total,
+        "detections_per_image": per_image,
+        "min_score": min(scores) if scores else None,
+        "results": results,
+    }
