@@ -1,12 +1,10 @@
 """
 CUDA versions of the predictor checks, at LVIS shape (1,203 classes): buffers on the model's
 device, float64 counts reduced over NCCL, fused scores equal to the CPU ones, LDA losses under
-float16 autocast. Skipped without CUDA (run by tools/gpu_check.sh on a GPU machine).
+float16 autocast, host synchronisations of a training step (torch.cuda.set_sync_debug_mode).
+Skipped without CUDA (run by tools/gpu_check.sh on a GPU machine).
 """
-import os
 import socket
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +12,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.utils.events import EventStorage
 
 from projects_lda import LDAFastRCNNOutputLayers, get_project_cfg
-
-ROOT = Path(__file__).resolve().parents[1]
-from projects_lda.benchmark import lvis_rehearsal  # noqa: E402
+from projects_lda.benchmark import lvis_rehearsal
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA (run tools/gpu_check.sh on a GPU machine)"
@@ -93,6 +89,39 @@ def test_lda_losses_under_float16_autocast():
         assert out[k].float().item() == pytest.approx(ref[k].item(), rel=0.02, abs=0.02), k
 
 
+def _sync_warnings(predictor, x, props):
+    """Host synchronisations of one training step, as torch.cuda.set_sync_debug_mode sees them."""
+    import warnings
+
+    from projects_lda.engine.host_syncs import predictor_step
+
+    with EventStorage(0):
+        predictor_step(predictor, x, props)  # the first step computes the class statistics
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                predictor_step(predictor, x, props)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+
+
+def test_lda_step_synchronises_at_most_twice_more_than_the_baseline_on_cuda():
+    from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+
+    freq = lvis_rehearsal.lvis_like_class_freq()
+    cfg = get_project_cfg()
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = C
+    baseline = FastRCNNOutputLayers(cfg, ShapeSpec(channels=1024)).cuda().train()
+    x, props = _inputs("cuda", freq)
+    base = _sync_warnings(baseline, x, props)
+    lda = _sync_warnings(_lda("cuda", freq), x, props)
+    print(f"host synchronisations per training step: baseline {len(base)}, LDA {len(lda)}")
+    assert len(lda) <= len(base) + 2, lda
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,7 +139,7 @@ def _nccl_worker(rank, world, port, queue):
     try:
         window = AccuracyWindow(4, 1.5).cuda()
         window.update(torch.tensor(rank + 1), torch.tensor(rank), 10 * (rank + 1))
-        queue.put((rank, window.counts[0].cpu().tolist(), window.alpha()))
+        queue.put((rank, window.counts[0].cpu().tolist(), float(window.alpha())))
     finally:
         dist.destroy_process_group()
 

@@ -65,7 +65,7 @@ def _ddp_worker(rank):
     return {  # numpy: tensors would travel as shared memory the exiting worker takes away
         "weights": torch.cat([p.detach().flatten() for p in predictor.parameters()]).numpy(),
         "window": predictor.accuracy_window.counts.numpy(),
-        "alpha": predictor.current_alpha(),
+        "alpha": float(predictor.current_alpha()),
         "classes": seen,
     }
 

@@ -7,6 +7,7 @@ Measurements behind docs/scale.md, docs/performance.md, docs/reliability.md and 
     python tools/measure.py configs                     # all 23 configs/LVISv1 configs
     python tools/measure.py predictor --rounds 10       # box predictors at LVIS shape
     python tools/measure.py step --rounds 4             # whole R-50 steps at LVIS shape
+    python tools/measure.py syncs                       # host synchronisations per step
     python tools/measure.py rss --iters 300 --every 25  # memory of a long training run
     python tools/measure.py profile --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml
     python tools/measure.py class-ap-spread --n 5 14 40 60
@@ -44,6 +45,7 @@ from projects_lda.data.lvis_shaped import (
     register_lvis_shaped,
 )
 from projects_lda.engine.defaults import Trainer, setup
+from projects_lda.engine.host_syncs import SYNC_OPS
 
 EMBEDDED_LDA = str(REPO_ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml")
 LVIS_LDA = str(REPO_ROOT / "configs/LVISv1/lda_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml")
@@ -371,7 +373,7 @@ def _methods_and_device(args, default):
         methods = ["baseline"] + [m for m in methods if m != "baseline"]
     where = str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
                            else f", {torch.get_num_threads()} threads")
-    return methods, device, where + (", AMP" if args.amp else "")
+    return methods, device, where + (", AMP" if getattr(args, "amp", False) else "")
 
 
 def predictor(args):
@@ -391,6 +393,24 @@ def predictor(args):
         f"on {where}: train = forward + losses + backward on 512 x {args.batch} ROIs; test = "
         f"forward + scores on 1000 x {args.batch} proposals (medians)", times)
     print("non-finite losses (rounds):", nonfinite)
+
+
+def syncs(args):
+    """
+    Host-synchronising ops (scalar reads, boolean-mask indexing, nonzero, unique: each stalls a
+    GPU's stream) of one training step of each method's box predictor at LVIS v1's shape, counted
+    under torch.profiler (projects_lda/engine/host_syncs.py); the baseline is detectron2's
+    FastRCNNOutputLayers.
+    """
+    methods, device, where = _methods_and_device(args, list(lvis_rehearsal.METHODS))
+    counts = lvis_rehearsal.predictor_syncs(methods, args.batch, device)
+    print(f"Host synchronisations per training step of the box predictor, 1,203 classes, "
+          f"512 x {args.batch} ROIs, {where}")
+    print(f"{'method':>18} {'total':>6} " + " ".join(f"{op:>26}" for op in SYNC_OPS))
+    for m in methods:
+        c = counts[m]
+        print(f"{m:>18} {sum(c.values()):6d} "
+              + " ".join(f"{c[op]:26d}" for op in SYNC_OPS))
 
 
 def step(args):
@@ -571,6 +591,11 @@ def get_parser():
 
     p = command(predictor, "predictor", "box predictors at LVIS shape, against the baseline")
     _add_rehearsal_options(p, default_warmup=2)
+
+    p = command(syncs, "syncs", "host synchronisations of a predictor's training step")
+    p.add_argument("--methods", nargs="+", default=None, choices=list(lvis_rehearsal.METHODS))
+    p.add_argument("--batch", type=int, default=2, help="images of 512 sampled ROIs")
+    p.add_argument("--device", default="cpu")
 
     p = command(step, "step", "whole R-50 training and test steps at LVIS shape")
     _add_rehearsal_options(p, default_warmup=1)

@@ -40,6 +40,7 @@ from ..config import get_project_cfg
 from ..data.lvis_shaped import lvis_shaped_category_counts
 from ..data.mapper import SafeDatasetMapper
 from ..engine.defaults import Trainer, setup
+from ..engine.host_syncs import count_host_syncs, predictor_step
 from ..evaluation.lvis_evaluation import RESULTS_JSON
 from . import REPO_ROOT
 
@@ -183,6 +184,21 @@ def predictor_benchmark(methods, rounds, batch, device, warmup=2, amp=False):
                     times[m]["train"].append(t1 - t0)
                     times[m]["test"].append(t3 - t2)
     return times, nonfinite
+
+
+def predictor_syncs(methods, batch, device):
+    """{method: Counter of host-synchronising ops} of one training step (forward + losses +
+    backward) of each method's predictor, after a first step that computes its statistics."""
+    freq = lvis_like_class_freq()
+    x = torch.rand(512 * batch, 1024, device=device)
+    props = synthetic_proposals(batch, 512, NUM_CLASSES, freq, device)
+    counts = {}
+    with EventStorage(0):
+        for m in methods:
+            p = build_predictor(m, device, freq)
+            predictor_step(p, x, props)
+            counts[m] = count_host_syncs(predictor_step, p, x, props)[1]
+    return counts
 
 
 # ------------------------------------------------------------------------- whole training steps

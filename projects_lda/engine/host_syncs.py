@@ -5,7 +5,7 @@ On a GPU, an op whose result decides a shape or a Python value (a scalar read, b
 indexing, ``nonzero``, ``unique``) blocks the host until the stream has caught up. The same ops
 exist on the CPU, so :func:`count_host_syncs` counts them under ``torch.profiler`` on any
 machine: the test suite checks a predictor's count in CI, without a GPU, and
-``tools/lvis_rehearsal.py syncs`` prints the counts of every method at LVIS's shape.
+``tools/measure.py syncs`` prints the counts of every method at LVIS's shape.
 """
 from collections import Counter
 from typing import Callable, Tuple
