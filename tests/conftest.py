@@ -62,6 +62,15 @@ def tiny_dataset(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="session")
+def embedded_default(tmp_path_factory):
+    """The embedded dataset at its default parameters (the one the configs train on), generated
+    once per session for the tests that read it; returns ``generate_embedded_lvis``'s paths."""
+    from projects_lda.data import embedded
+
+    return embedded.generate_embedded_lvis(str(tmp_path_factory.mktemp("embedded_default")))
+
+
 def tiny_opts(out_dir, *opts):
     """Command-line options of train_net.py for a few fast iterations on the tiny dataset."""
     return [

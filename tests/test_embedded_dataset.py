@@ -37,8 +37,8 @@ def small(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def default(tmp_path_factory):
-    paths = embedded.generate_embedded_lvis(str(tmp_path_factory.mktemp("default")))
+def default(embedded_default):
+    paths = embedded_default
     return paths, _load(paths["train_json"]), _load(paths["val_json"])
 
 

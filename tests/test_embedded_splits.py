@@ -26,8 +26,8 @@ def _digests(folder):
 
 
 @pytest.fixture(scope="module")
-def default(tmp_path_factory):
-    paths = embedded.generate_embedded_lvis(str(tmp_path_factory.mktemp("default")))
+def default(embedded_default):
+    paths = embedded_default
     return paths, {s: _load(paths[f"{s}_json"]) for s in embedded.SPLITS}
 
 
