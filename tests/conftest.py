@@ -149,7 +149,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _gloo_entry(rank, world, port, queue, fn):
+def _gloo_worker_loop(rank, world, port, tasks, results):
+    """A process of the gloo pool: joins the process group once, then runs the functions it is
+    sent until it gets None, answering ``(rank, True, value)`` or ``(rank, False, traceback)``."""
+    import traceback
+
     import torch.distributed as dist
 
     torch.set_num_threads(1)
@@ -157,30 +161,88 @@ def _gloo_entry(rank, world, port, queue, fn):
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
     try:
-        queue.put((rank, fn(rank)))
+        for fn in iter(tasks.get, None):
+            try:
+                results.put((rank, True, fn(rank)))
+            except BaseException:
+                results.put((rank, False, traceback.format_exc()))
     finally:
         dist.destroy_process_group()
 
 
+class _GlooPool:
+    """``world`` spawned processes joined by a gloo process group, kept for the whole session:
+    starting them (a fresh interpreter importing torch, detectron2 and the project, twice) costs
+    more than most functions they run."""
+
+    def __init__(self, world):
+        import torch.multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.world = world
+        self.tasks = [ctx.Queue() for _ in range(world)]
+        self.results = ctx.Queue()
+        port = _free_port()
+        self.procs = [
+            ctx.Process(target=_gloo_worker_loop, daemon=True,
+                        args=(r, world, port, self.tasks[r], self.results))
+            for r in range(world)
+        ]
+        for proc in self.procs:
+            proc.start()
+
+    def run(self, fn, timeout):
+        for q in self.tasks:
+            q.put(fn)
+        out, errors = {}, []
+        for _ in range(self.world):
+            rank, ok, value = self.results.get(timeout=timeout)
+            if not ok:
+                errors.append(f"gloo worker {rank} failed:\n{value}")
+                break  # the other worker may wait in a collective: the pool is dropped
+            out[rank] = value
+        if errors:
+            raise AssertionError("\n".join(errors))
+        return out
+
+    def close(self, terminate=False):
+        for q in self.tasks:
+            if not terminate:
+                q.put(None)
+        for proc in self.procs:
+            if terminate:
+                proc.terminate()
+            proc.join(timeout=60)
+
+
+_GLOO_POOL = None
+
+
 def run_gloo_workers(fn, world=2, timeout=300):
     """
-    Runs ``fn(rank)`` in ``world`` spawned processes joined by a gloo process group and returns
-    ``{rank: fn(rank)}``. ``fn`` must be a module-level function (it is pickled).
+    Runs ``fn(rank)`` in ``world`` processes joined by a gloo process group and returns
+    ``{rank: fn(rank)}``. ``fn`` must be a module-level function (it is pickled). The processes
+    are spawned on first use and serve every later call of the session; a call that fails or
+    times out ends them (the next call spawns new ones).
     """
-    import torch.multiprocessing as mp
+    global _GLOO_POOL
+    if _GLOO_POOL is None or _GLOO_POOL.world != world:
+        if _GLOO_POOL is not None:
+            _GLOO_POOL.close()
+        _GLOO_POOL = _GlooPool(world)
+    try:
+        return _GLOO_POOL.run(fn, timeout)
+    except BaseException:
+        _GLOO_POOL.close(terminate=True)
+        _GLOO_POOL = None
+        raise
 
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_gloo_entry, args=(r, world, port, queue, fn))
-             for r in range(world)]
-    for p in procs:
-        p.start()
-    results = dict(queue.get(timeout=timeout) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0, f"gloo worker exited with {p.exitcode}"
-    return results
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_gloo_pool():
+    yield
+    if _GLOO_POOL is not None:
+        _GLOO_POOL.close()
 
 
 def make_proposals(gt_classes):
