@@ -3,7 +3,7 @@ The configs/LVISv1/ configs at LVIS v1's shape: schedule and backbone variants d
 R-50 12-epoch sibling only where they should, and one R-50 config per family of ROI heads (the
 baseline's, LDA's, and the peers' PredictorROIHeads: the federated loss) trains one iteration at
 800 px with 1,203 classes and evaluates one image with 300 detections and score threshold 1e-4
-(tools/measure.py configs; about 30 s of CPU each). Every LVIS config is built in
+(tools/measure.py configs; about a minute of CPU each). Every LVIS config is built in
 tests/test_configs.py, and every method's box predictor runs its losses and scores at 1,203
 classes in tests/test_half_precision.py. Random weights and a tiny learning rate: the losses mean
 nothing, only that they are finite and of the right terms.
