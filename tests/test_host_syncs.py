@@ -14,20 +14,12 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from projects_lda import get_project_cfg
+from projects_lda.benchmark.lvis_rehearsal import METHODS as CONFIGS  # method -> LVIS config
 from projects_lda.engine.host_syncs import count_host_syncs, predictor_step
 
 from conftest import ROOT
 
 C, D = 40, 32
-CONFIGS = {
-    "baseline": "mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
-    "lda": "lda_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
-    "lda_cosine": "lda_cosine_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
-    "seesaw": "seesaw_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
-    "eqlv2": "eqlv2_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
-    "fedloss": "fedloss_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
-    "balanced_softmax": "balanced_softmax_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
-}
 
 
 def build_predictor(method):
