@@ -150,16 +150,21 @@ def _free_port():
 
 
 def _gloo_worker_loop(rank, world, port, tasks, results):
-    """A process of the gloo pool: joins the process group once, then runs the functions it is
-    sent until it gets None, answering ``(rank, True, value)`` or ``(rank, False, traceback)``."""
+    """A process of the gloo pool: joins the process group once (and detectron2's local one, as
+    for a Trainer), then runs the functions it is sent until it gets None, answering
+    ``(rank, True, value)`` or ``(rank, False, traceback)``."""
     import traceback
 
     import torch.distributed as dist
+
+    from detectron2.utils import comm
 
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
+    # one machine: the local process group holds every rank, as detectron2's launch sets it up
+    comm._LOCAL_PROCESS_GROUP = dist.new_group(list(range(world)))
     try:
         for fn in iter(tasks.get, None):
             try:

@@ -1,5 +1,6 @@
 """
-Distributed training and evaluation on the CPU: two processes joined by a gloo process group.
+Distributed training and evaluation on the CPU: two processes joined by a gloo process group
+(the tests' pool of gloo workers, conftest.py; ``train_net.py --num-gpus 2`` starts its own).
 
 * DDP training through ``train_net.Trainer`` (detectron2's ``create_ddp_model``, no
   ``find_unused_parameters``) where worker 1's images have no annotation, so its batches hold
@@ -8,6 +9,7 @@ Distributed training and evaluation on the CPU: two processes joined by a gloo p
   same predictions and the same LVIS AP as one process.
 * ``train_net.py --num-gpus 2`` works on a machine without CUDA.
 """
+import functools
 import json
 import os
 import subprocess
@@ -19,10 +21,9 @@ from detectron2.utils import comm
 
 from projects_lda.data import register_from_env
 from projects_lda.data.loader import build_reproducible_train_loader
-from projects_lda.engine import launch
 from projects_lda.data.mapper import SafeDatasetMapper
 
-from conftest import LDA_CONFIG, ROOT, TINY_CLASSES, tiny_opts
+from conftest import LDA_CONFIG, ROOT, TINY_CLASSES, run_gloo_workers, tiny_opts
 
 import train_net  # noqa: E402
 
@@ -41,8 +42,8 @@ class _NoForegroundOnWorker1(train_net.Trainer):
         return build_reproducible_train_loader(cfg, mapper=mapper_cls(cfg, is_train=True))
 
 
-def _ddp_worker(args, result_dir, env):
-    """Runs in each spawned process: trains, evaluates, and saves what the test compares."""
+def _ddp_worker(args, result_dir, env, rank):
+    """Runs in each gloo process: trains, evaluates, and saves what the test compares."""
     os.environ["LDA_EXTRA_DATASETS"] = env["LDA_EXTRA_DATASETS"]
     register_from_env()  # the tiny datasets, registered in the parent only
     cfg = train_net.setup(args)
@@ -80,7 +81,7 @@ def test_ddp_without_foreground_on_one_worker_and_distributed_eval(
     out = tmp_path / "ddp"
     json_on = ("TEST.LVIS_EVAL.WRITE_RESULTS_JSON", "True")  # the predictions compared below
     args = train_args(out, "SOLVER.MAX_ITER", "3", "MODEL.LDA.WINDOW", "4", *json_on)
-    launch(_ddp_worker, 2, dist_url="auto", args=(args, str(tmp_path), tiny_dataset["env"]))
+    run_gloo_workers(functools.partial(_ddp_worker, args, str(tmp_path), tiny_dataset["env"]))
 
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
