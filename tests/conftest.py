@@ -228,7 +228,8 @@ def run_gloo_workers(fn, world=2, timeout=300):
     Runs ``fn(rank)`` in ``world`` processes joined by a gloo process group and returns
     ``{rank: fn(rank)}``. ``fn`` must be a module-level function (it is pickled). The processes
     are spawned on first use and serve every later call of the session; a call that fails or
-    times out ends them (the next call spawns new ones).
+    times out ends them (the next call spawns new ones). They are daemons: ``fn`` cannot start
+    processes (``DATALOADER.NUM_WORKERS`` 0).
     """
     global _GLOO_POOL
     if _GLOO_POOL is None or _GLOO_POOL.world != world:
