@@ -11,7 +11,6 @@ from detectron2.utils.events import get_event_storage
 __all__ = [
     "parse_proposals",
     "all_reduce_sum",
-    "put_scalars",
     "StepScalars",
     "log_classification_stats",
     "prior_bias",
@@ -49,16 +48,6 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
         t = t.clone()
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
-
-
-def put_scalars(**scalars: float) -> None:
-    """Writes scalars to the event storage; does nothing outside a training loop (unit tests)."""
-    try:
-        storage = get_event_storage()
-    except AssertionError:
-        return
-    for name, value in scalars.items():
-        storage.put_scalar(name, float(value))
 
 
 class StepScalars:
