@@ -41,7 +41,7 @@ from projects_lda.engine.checkpoint import CheckpointError, SafeCheckpointer, lo
 from projects_lda.engine import NonFiniteLossError
 from projects_lda.data.mapper import ImageReadError, SafeDatasetMapper
 
-from conftest import BASELINE_CONFIG, LDA_CONFIG, ROOT, TINY_CLASSES, tiny_opts
+from conftest import BASELINE_CONFIG, LDA_CONFIG, ROOT, tiny_opts
 
 import train_net  # noqa: E402
 

@@ -59,13 +59,17 @@ else
   EMB_OPTS=(MODEL.DEVICE cpu SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 SOLVER.STEPS "()" \
             SOLVER.IMS_PER_BATCH 2 DATALOADER.NUM_WORKERS 0 TEST.DETECTIONS_PER_IMAGE 20 \
             MODEL.RPN.POST_NMS_TOPK_TEST 20)
-  REH=(--device cpu --rounds 1 --warmup 1 --size tiny --test-images 1 --min-size 160 --max-size 224 --threads 1
-       --opts MODEL.RPN.POST_NMS_TOPK_TRAIN 64 MODEL.RPN.POST_NMS_TOPK_TEST 20 MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 32)
+  # the mask head's convolutions are most of a step at these sizes: one conv, few ROIs, few
+  # detections (the GPU run keeps the configs' head)
+  TINY_HEADS=(MODEL.RPN.POST_NMS_TOPK_TRAIN 64 MODEL.RPN.POST_NMS_TOPK_TEST 20
+              MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 16 MODEL.ROI_MASK_HEAD.NUM_CONV 1
+              TEST.DETECTIONS_PER_IMAGE 10)
+  REH=(--device cpu --rounds 1 --warmup 0 --size tiny --test-images 1 --min-size 160 --max-size 224
+       --threads 1 --opts "${TINY_HEADS[@]}")
   # mixed precision on a CPU is bfloat16, whose convolutions run ~190x slower than float32
-  # without hardware support: the dry run takes that step at the smallest sizes, once
+  # without hardware support: the dry run takes that step at the smallest sizes
   REH_AMP=(--device cpu --rounds 1 --warmup 0 --size tiny --test-images 1 --min-size 64 --max-size 96
-           --threads 1 --opts MODEL.RPN.POST_NMS_TOPK_TRAIN 64 MODEL.RPN.POST_NMS_TOPK_TEST 20
-           MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 32 TEST.DETECTIONS_PER_IMAGE 20)
+           --threads 1 --opts "${TINY_HEADS[@]}")
   PRED=(--device cpu --rounds 1 --warmup 0 --threads 1 --methods baseline lda)
 fi
 export DETECTRON2_DATASETS="${DETECTRON2_DATASETS:-$OUT/datasets}"
