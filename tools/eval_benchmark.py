@@ -19,6 +19,10 @@ image with full-image masks. Each (backend, size) runs in its own process; it re
   the evaluator was built (Python, torch, detectron2 and one image's outputs);
 * the AP table of each task, and the largest difference between the backends.
 
+``--metrics standard fixed pool`` adds AP-fixed and AP-pool (hotcoco backend) and
+``--dets-per-image`` sets the detections per image (AP-fixed at LVIS v1 val size: 10,000 per
+category x 1,203 categories over 19,809 images is about 610 per image).
+
 ``--results-json`` also writes the LVIS server's results JSON with the hotcoco backend (its
 cost, reported separately). ``--max-rss-gb`` skips lvis-api sizes whose extrapolated peak
 would exceed it (from the smaller sizes measured in the same call), so a large size does not
@@ -60,7 +64,8 @@ def ground_truth(cache, num_images, seed):
     return path
 
 
-def run_one(backend, num_images, tasks, seed, cache, out_dir, results_json):
+def run_one(backend, num_images, tasks, seed, cache, out_dir, results_json,
+            metrics=("standard",), dets=300):
     """Times one backend on one size in this process; prints one JSON line."""
     import torch
 
@@ -78,16 +83,16 @@ def run_one(backend, num_images, tasks, seed, cache, out_dir, results_json):
         thing_classes=[c["name"] for c in gt["categories"]])
     with_masks = "segm" in tasks
     img0 = gt["images"][0]  # every image has the same size
-    buf = torch.zeros((300, img0["height"], img0["width"]), dtype=torch.bool) if with_masks \
+    buf = torch.zeros((dets, img0["height"], img0["width"]), dtype=torch.bool) if with_masks \
         else None
-    make_detections(gt, img0, 300, seed=seed, with_masks=with_masks, mask_buffer=buf)
+    make_detections(gt, img0, dets, seed=seed, with_masks=with_masks, mask_buffer=buf)
     base_rss = _rss_mb()
     out_dir = Path(out_dir) / f"{backend}_{num_images}"
     start, cpu_start = time.perf_counter(), time.process_time()
     if backend == "hotcoco":
         evaluator = HotcocoLVISEvaluator(DATASET, tasks=tasks, distributed=False,
                                          output_dir=str(out_dir), max_dets_per_image=300,
-                                         write_results_json=results_json)
+                                         write_results_json=results_json, metrics=metrics)
     else:
         evaluator = LVISEvaluator(DATASET, tasks=tasks, distributed=False, output_dir=None,
                                   max_dets_per_image=300)
@@ -95,7 +100,7 @@ def run_one(backend, num_images, tasks, seed, cache, out_dir, results_json):
     init_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     process_s = 0.0
     for img in gt["images"]:
-        inst = make_detections(gt, img, 300, seed=seed, with_masks=with_masks, mask_buffer=buf)
+        inst = make_detections(gt, img, dets, seed=seed, with_masks=with_masks, mask_buffer=buf)
         t, c = time.perf_counter(), time.process_time()
         evaluator.process([{"image_id": img["id"]}], [{"instances": inst}])
         process_s += time.perf_counter() - t
@@ -107,7 +112,7 @@ def run_one(backend, num_images, tasks, seed, cache, out_dir, results_json):
     cpu_s += time.process_time() - c
     record = {
         "backend": backend, "images": num_images, "tasks": list(tasks),
-        "results_json": bool(results_json),
+        "results_json": bool(results_json), "metrics": list(metrics), "dets_per_image": dets,
         "wall_s": init_s + process_s + evaluate_s, "init_s": init_s,
         "process_s": process_s, "evaluate_s": evaluate_s, "cpu_s": cpu_s,
         "peak_rss_mb": _rss_mb(), "base_rss_mb": base_rss,
@@ -184,13 +189,16 @@ def markdown(records):
             continue
         aps = " / ".join(f"{r['results']['bbox'][k]:.2f}" for k in METRICS)
         name = r["backend"] + (" + results JSON" if r.get("results_json") else "")
+        if r.get("metrics", ["standard"]) != ["standard"]:
+            name += f" ({'+'.join(r['metrics'])}, {r['dets_per_image']} per image)"
         lines.append(f"| {name} | {r['images']} | {'+'.join(r['tasks'])} | "
                      f"{r.get('cpu_s', float('nan')):.1f} | {r['wall_s']:.1f} "
                      f"| {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['base_rss_mb']:.0f} "
                      f"| {aps} |")
     # ratios and the largest AP difference where both backends ran on a size
     by = {(r["backend"], r["images"], tuple(r["tasks"])): r for r in records
-          if not r.get("skipped") and not r.get("results_json")}
+          if not r.get("skipped") and not r.get("results_json")
+          and r.get("metrics", ["standard"]) == ["standard"] and r.get("dets_per_image") == 300}
     lines.append("")
     for (backend, n, tasks), ref in sorted(by.items()):
         ours = by.get(("hotcoco", n, tasks))
@@ -225,6 +233,9 @@ def main(argv=None):
     parser.add_argument("--tasks", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
     parser.add_argument("--results-json", action="store_true",
                         help="also time hotcoco writing the LVIS server's results JSON")
+    parser.add_argument("--metrics", nargs="+", default=["standard"],
+                        choices=["standard", "fixed", "pool"], help="hotcoco backend only")
+    parser.add_argument("--dets-per-image", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-rss-gb", type=float, default=7.0,
                         help="skip a run whose extrapolated peak RSS is above this")
@@ -246,7 +257,7 @@ def main(argv=None):
         return
     if args.run_one:
         run_one(args.run_one[0], int(args.run_one[1]), tasks, args.seed, cache, out,
-                args.results_json)
+                args.results_json, tuple(args.metrics), args.dets_per_image)
         return
     logging.basicConfig(level=logging.INFO, format="[eval_benchmark] %(message)s")
     summary = out / "eval_benchmark.json"
@@ -257,9 +268,11 @@ def main(argv=None):
         if args.results_json:
             runs.append(("hotcoco", True))
         for backend, rj in runs:
-            key = (backend, n, list(tasks), rj)
+            key = (backend, n, list(tasks), rj, args.metrics, args.dets_per_image)
             records = [r for r in records if (r["backend"], r["images"], r["tasks"],
-                                              r.get("results_json", False)) != key]
+                                              r.get("results_json", False),
+                                              r.get("metrics", ["standard"]),
+                                              r.get("dets_per_image", 300)) != key]
             guess = _extrapolated_rss(records, backend, tasks, n)
             if backend == "lvis-api" and guess and guess > args.max_rss_gb * 1024:
                 msg = f"extrapolated peak RSS {guess / 1024:.1f} GB > --max-rss-gb"
@@ -271,7 +284,8 @@ def main(argv=None):
                         " + results JSON" if rj else "")
             ground_truth(cache, n, args.seed)  # made outside the timed process
             cmd = [sys.executable, __file__, "--run-one", backend, str(n), "--tasks", *tasks,
-                   "--seed", str(args.seed), "--output", str(out)]
+                   "--seed", str(args.seed), "--output", str(out), "--metrics", *args.metrics,
+                   "--dets-per-image", str(args.dets_per_image)]
             cmd += ["--results-json"] if rj else []
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             found = [line for line in proc.stdout.splitlines() if line.startswith("RECORD ")]

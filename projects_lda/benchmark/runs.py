@@ -169,10 +169,10 @@ def run_one(config_file, out_dir, seed, opts):
         "wall_seconds": wall,
         "val_json": val_json,
         "results_json": str(results_json),
-        "max_dets_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+        "max_dets_per_image": cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE,
     }
     try:  # the analysis must not cost the training: a failure is recorded, the run kept
-        record["analysis"] = analyse_run(val_json, results_json, cfg.TEST.DETECTIONS_PER_IMAGE)
+        record["analysis"] = analyse_run(val_json, results_json, cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE)
     except Exception as e:  # noqa: BLE001
         logger.warning("%s: error analysis failed: %s", out_dir, e)
         record["analysis_error"] = f"{type(e).__name__}: {e}"

@@ -18,18 +18,23 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "lvis")
     if evaluator_type == "lvis":
-        backend = cfg.TEST.LVIS_EVAL.BACKEND
+        backend, metrics = cfg.TEST.LVIS_EVAL.BACKEND, tuple(cfg.TEST.LVIS_EVAL.METRICS)
         if backend == "hotcoco":
             return HotcocoLVISEvaluator(
                 dataset_name,
                 output_dir=output_folder,
-                max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+                max_dets_per_image=cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE,
                 write_results_json=cfg.TEST.LVIS_EVAL.WRITE_RESULTS_JSON,
+                metrics=metrics,
+                dets_per_category=cfg.TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY,
             )
         if backend == "lvis-api":  # detectron2's evaluator always writes the results JSON
+            if metrics != ("standard",):
+                raise ValueError(f"TEST.LVIS_EVAL.METRICS {metrics}: AP-fixed and AP-pool are "
+                                 "computed by the hotcoco backend only (TEST.LVIS_EVAL.BACKEND)")
             return LVISEvaluator(
                 dataset_name, output_dir=output_folder,
-                max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+                max_dets_per_image=cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE,
             )
         raise ValueError(f"TEST.LVIS_EVAL.BACKEND: unknown backend {backend!r}; one of {BACKENDS}")
     if evaluator_type == "coco":

@@ -13,4 +13,16 @@ def add_evaluation_config(cfg):
     # category). Costs a mask encoding per detection and the JSON; off by default. Always written
     # for a dataset without annotations (a test set), where it is the only possible output.
     cfg.TEST.LVIS_EVAL.WRITE_RESULTS_JSON = False
+    # The per-image cap of the standard LVIS AP: the top k detections of an image by score over
+    # all categories (lvis-api's LVISResults; LVIS: 300). Separate from TEST.DETECTIONS_PER_IMAGE,
+    # the model's own cap, which inference for AP-fixed lifts (-1).
+    cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE = 300
+    # Which metrics of LVIS-type datasets are computed (hotcoco backend), any of: "standard" =
+    # LVIS AP (capped per image; the one published numbers use), "fixed" = AP-fixed, "pool" =
+    # AP-pool (Dave et al. 2021: no per-image cap, the top DETECTIONS_PER_CATEGORY detections
+    # of each category over the set; AP-pool ranks all categories' detections together).
+    cfg.TEST.LVIS_EVAL.METRICS = ("standard",)
+    # K of AP-fixed and AP-pool: detections kept per category over the whole evaluation set
+    # (Dave et al.: 10,000 for LVIS v1 val).
+    cfg.TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY = 10000
     return cfg

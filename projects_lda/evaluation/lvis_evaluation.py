@@ -17,6 +17,10 @@ as lvis-api with detectron2's ``LVISEvaluator``:
 Images of the dataset that no process predicted count as images without detections (lvis-api
 evaluates every image of the ground truth). The metrics are reported in percent under the keys
 of detectron2's ``LVISEvaluator``.
+
+Asked for (``metrics``), AP-fixed and AP-pool (``large_vocab.py``) are computed beside them, from
+every detection of an image (no per-image cap): each image is matched on its own and each
+process keeps per category only the match records that can still be in the top K.
 """
 import copy
 import itertools
@@ -37,10 +41,14 @@ from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
-__all__ = ["HotcocoLVISEvaluator", "LVIS_METRICS", "select_detections"]
+from . import large_vocab
+
+__all__ = ["HotcocoLVISEvaluator", "LVIS_METRICS", "METRICS", "select_detections"]
 
 # the keys of detectron2's LVISEvaluator, per task
 LVIS_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+# what ``metrics`` may ask for: LVIS AP (300 detections per image), AP-fixed, AP-pool
+METRICS = ("standard", "fixed", "pool")
 TIMING_FILE = "evaluation_timing.json"
 RESULTS_JSON = "lvis_instances_results.json"
 
@@ -87,6 +95,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         *,
         max_dets_per_image=300,
         write_results_json=False,
+        metrics=("standard",),
+        dets_per_category=10000,
     ):
         """
         Args:
@@ -99,6 +109,10 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             max_dets_per_image (int): detections kept per image (LVIS: 300; -1 keeps all).
             write_results_json (bool): also write every kept detection in the LVIS server's
                 format (``lvis_instances_results.json``), as detectron2's LVISEvaluator does.
+            metrics (tuple[str]): any of ``METRICS``: "standard" (LVIS AP under the keys of
+                ``LVIS_METRICS``), "fixed" (``AP-fixed``, ``APr-fixed``, ...), "pool"
+                (``AP-pool``, ``APr-pool``, ...).
+            dets_per_category (int): K of AP-fixed and AP-pool (LVIS: 10,000).
         """
         import hotcoco  # a required dependency (setup.cfg); imported here to keep import light
 
@@ -108,6 +122,17 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._distributed = distributed
         self._output_dir = output_dir
         self._max_dets = -1 if max_dets_per_image is None else int(max_dets_per_image)
+        metrics = tuple(metrics)
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown or not metrics:
+            raise ValueError(f"TEST.LVIS_EVAL.METRICS: {unknown or 'nothing'} asked for; choose "
+                             f"one or more of {METRICS}")
+        self._metrics = metrics
+        self._large_vocab = tuple(m for m in metrics if m != "standard")
+        self._dets_per_category = int(dets_per_category)
+        if self._large_vocab and self._dets_per_category <= 0:
+            raise ValueError("TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY must be positive, got "
+                             f"{dets_per_category}")
         self._metadata = MetadataCatalog.get(dataset_name)
         json_file = self._metadata.get("json_file", None)
         if json_file is None:
@@ -138,6 +163,7 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._seen = []
         self._pending_empty = []  # images without detections met before the tasks were known
         self._json_rows = []
+        self._records = {}  # task -> large_vocab.MatchRecords (AP-fixed / AP-pool)
         self._time = {"first_process": None, "process_s": 0.0, "last_process_end": None}
 
     # ------------------------------------------------------------------------------ process
@@ -146,6 +172,10 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._streams = {
             t: self._hotcoco.StreamingEval(self._categories, t, lvis_style=True) for t in tasks
         }
+        if self._large_vocab:
+            cat_ids = [c["id"] for c in self._categories]
+            self._records = {t: large_vocab.MatchRecords(cat_ids, self._dets_per_category)
+                             for t in tasks}
 
     def _image(self, image_id):
         if image_id not in self._img_ids:
@@ -202,39 +232,83 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             self._json_rows.extend(rows)
         if not self._do_evaluation:  # a test set: the results JSON is the only output
             return
-        if len(kept) == 0:
-            for stream in self._streams.values():
-                stream.update([img], gts, np.zeros((0, 7)))
-            return
-        scores, cats = instances.scores[kept], classes[kept]
+        # AP-fixed / AP-pool read every detection of the image, the standard AP those under
+        # the cap: the detections that can count in either are converted once
+        evaluated = torch.isin(classes, relevant).nonzero().flatten() if self._large_vocab \
+            else kept
         for task, stream in self._streams.items():
-            if task == "bbox":
-                boxes = BoxMode.convert(instances.pred_boxes.tensor[kept].numpy(),
-                                        BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
-                dets = np.empty((len(kept), 7))
-                dets[:, 0] = image_id
-                dets[:, 1:5] = boxes
-                dets[:, 5] = scores.numpy()
-                dets[:, 6] = cats.numpy()
-                stream.update([img], gts, dets)
-            else:  # segm: dicts without bbox, so that the area is the mask's
-                if not instances.has("pred_masks"):
-                    raise ValueError(f"image {image_id}: segm evaluation asked for, but the "
-                                     "predictions have no pred_masks")
-                masks = instances.pred_masks.numpy()
-                if masks.ndim == 4:  # (N, 1, H, W)
-                    masks = masks[:, 0]
-                encode = self._hotcoco.mask.encode  # (H, W) C-ordered masks, as they are
-                stream.update([img], gts, [
-                    {"image_id": image_id, "category_id": c, "segmentation": encode(masks[i]),
-                     "score": s}
-                    for i, s, c in zip(kept.tolist(), scores.tolist(), cats.tolist())
-                ])
+            idx, dets = self._converted(task, image_id, instances, classes, evaluated)
+            if "standard" in self._metrics:
+                stream.update([img], gts, _subset(dets, idx, kept[torch.isin(kept, idx)]))
+            if self._large_vocab:
+                self._add_records(task, image_id, instances, classes, idx, dets)
+
+    def _converted(self, task, image_id, instances, classes, idx):
+        """
+        The detections ``idx`` in hotcoco's input format for ``task``: an (N, 7) array for bbox,
+        dicts with an RLE and no bbox for segm (so that the area is the mask's). Returns the
+        indices converted and their conversion: those of area 0 are left out, as lvis-api
+        leaves them out (``LVISEval._prepare`` reads the results through ``LVIS.get_ann_ids``,
+        which keeps ``area > 0``) where hotcoco, as pycocotools, would count them as false
+        positives. A Mask R-CNN pastes a few empty masks per thousand detections.
+        """
+        if task == "bbox":
+            boxes = BoxMode.convert(instances.pred_boxes.tensor[idx].numpy(),
+                                    BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
+            keep = torch.from_numpy(boxes[:, 2] * boxes[:, 3] > 0)
+            idx, boxes = idx[keep], boxes[keep.numpy()]
+            dets = np.empty((len(idx), 7))
+            dets[:, 0] = image_id
+            dets[:, 1:5] = boxes
+            dets[:, 5] = instances.scores[idx].numpy()
+            dets[:, 6] = classes[idx].numpy()
+            return idx, dets
+        if not instances.has("pred_masks"):
+            raise ValueError(f"image {image_id}: segm evaluation asked for, but the "
+                             "predictions have no pred_masks")
+        masks = instances.pred_masks
+        if masks.ndim == 4:  # (N, 1, H, W)
+            masks = masks[:, 0]
+        masks = masks[idx]
+        keep = masks.flatten(1).any(1) if len(idx) else torch.zeros(0, dtype=torch.bool)
+        idx, masks = idx[keep], masks[keep].numpy()
+        encode = self._hotcoco.mask.encode  # (H, W) C-ordered masks, as they are
+        return idx, [
+            {"image_id": image_id, "category_id": c, "segmentation": encode(masks[i]),
+             "score": s}
+            for i, (s, c) in enumerate(zip(instances.scores[idx].tolist(),
+                                           classes[idx].tolist()))
+        ]
+
+    def _add_records(self, task, image_id, instances, classes, evaluated, dets):
+        """Match records of the image: ``evaluated`` (converted as ``dets``) matched by hotcoco
+        on this image alone; every other detection (a category the image is not evaluated for,
+        an empty mask) takes its place in the top K of its category and is then ignored, as in
+        the reference's results file."""
+        records = self._records[task]
+        others = torch.ones(len(instances), dtype=torch.bool)
+        others[evaluated] = False
+        others = others.nonzero().flatten()
+        records.add(large_vocab.unevaluated_records(
+            records.cat_index, classes[others].numpy(), instances.scores[others].double().numpy(),
+            image_id, others.numpy()))
+        if len(evaluated) == 0:
+            return
+        hc = self._hotcoco
+        ev = hc.LVISeval(self._gt, hc.LVISResults(self._gt, dets, max_dets=-1), task)
+        params = ev.params
+        params.img_ids = [image_id]
+        ev.params = params
+        ev.evaluate()
+        records.add(large_vocab.records_from_eval_imgs(
+            ev.eval_imgs, records.cat_index, image_id, len(evaluated), evaluated.numpy()))
 
     def _gts(self, image_id):
         return self._gt.load_anns(self._gt.get_ann_ids(img_ids=[image_id]))
 
     def _update_empty(self, image_id):
+        if "standard" not in self._metrics:
+            return
         img, gts = self._image(image_id), self._gts(image_id)
         for stream in self._streams.values():
             stream.update([img], gts, np.zeros((0, 7)))
@@ -260,6 +334,7 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             "pending_empty": self._pending_empty,
             "seen": self._seen,
             "json": self._json_rows,
+            "records": {t: r.records() for t, r in self._records.items()},
         }
         if self._distributed:
             comm.synchronize()
@@ -299,33 +374,71 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             json.dump(rows, f)
 
     def _merge_and_evaluate(self, payloads, seen):
-        hotcoco = self._hotcoco
         shards = [p["streams"] for p in payloads if p["streams"] is not None]
         if not shards:  # no image of any process had a detection
             self._start(has_masks=False)
             shards = [{t: s.to_bytes() for t, s in self._streams.items()}]
         tasks = sorted(shards[0])
         results = OrderedDict()
+        unseen = self._img_ids - seen
+        if unseen:
+            logger.warning("%d images of %s were not predicted; their ground truth counts "
+                           "as missed, as in lvis-api", len(unseen), self._dataset_name)
         for task in tasks:
-            merged = hotcoco.StreamingEval.merge(
-                [hotcoco.StreamingEval.from_bytes(s[task]) for s in shards])
-            # images that had no detection before the tasks were known, and images no process
-            # predicted: lvis-api evaluates every image, their ground truth counts as missed
-            empty = {i for p in payloads for i in p["pending_empty"]}
-            unseen = self._img_ids - seen
-            if unseen:
-                logger.warning("%d images of %s were not predicted; their ground truth counts "
-                               "as missed, as in lvis-api", len(unseen), self._dataset_name)
-            for image_id in sorted(empty | unseen):
-                merged.update([self._image(image_id)], self._gts(image_id), np.zeros((0, 7)))
-            ev = merged.finalize()
-            ev.accumulate()
-            ev.summarize()
-            stats = ev.get_results()
-            res = {m: float(stats[m] * 100) for m in LVIS_METRICS}
+            res = {}
+            if "standard" in self._metrics:
+                res.update(self._standard(task, shards, payloads, unseen))
+            if self._large_vocab:
+                res.update(self._fixed_and_pooled(task, payloads))
             logger.info("Evaluation results for %s: \n%s", task, create_small_table(res))
-            if self._output_dir:
-                ev.save_results(os.path.join(self._output_dir, f"lvis_eval_{task}.json"),
-                                per_class=True)
             results[task] = res
         return results
+
+    def _standard(self, task, shards, payloads, unseen):
+        hotcoco = self._hotcoco
+        merged = hotcoco.StreamingEval.merge(
+            [hotcoco.StreamingEval.from_bytes(s[task]) for s in shards])
+        # images that had no detection before the tasks were known, and images no process
+        # predicted: lvis-api evaluates every image, their ground truth counts as missed
+        empty = {i for p in payloads for i in p["pending_empty"]}
+        for image_id in sorted(empty | unseen):
+            merged.update([self._image(image_id)], self._gts(image_id), np.zeros((0, 7)))
+        ev = merged.finalize()
+        ev.accumulate()
+        ev.summarize()
+        stats = ev.get_results()
+        if self._output_dir:
+            ev.save_results(os.path.join(self._output_dir, f"lvis_eval_{task}.json"),
+                            per_class=True)
+        return {m: float(stats[m] * 100) for m in LVIS_METRICS}
+
+    def _fixed_and_pooled(self, task, payloads):
+        parts = [p["records"][task] for p in payloads if task in p["records"]]
+        records = large_vocab.top_k_per_category(
+            np.concatenate(parts) if parts else np.zeros(0, large_vocab.RECORD),
+            self._dets_per_category)
+        cats = sorted(self._categories, key=lambda c: c["id"])
+        num_gt = large_vocab.num_gt_per_category(
+            self._gt.load_anns(self._gt.get_ann_ids()), [c["id"] for c in cats])
+        per_cat = np.bincount(records["cat"], minlength=len(cats))
+        short = int((per_cat < self._dets_per_category).sum())
+        if short:
+            # as the reference script warns: standard inference leaves most categories short
+            # of K, which lowers AP-fixed (docs/evaluation.md: inference for AP-fixed)
+            logger.warning("%s: %d of %d categories have fewer than %d detections over the set "
+                           "(median %d)", task, short, len(cats), self._dets_per_category,
+                           int(np.median(per_cat)))
+        res = large_vocab.fixed_and_pooled_ap(
+            records, num_gt, [c.get("frequency", "f") for c in cats], self._large_vocab)
+        return {k: float(v * 100) for k, v in res.items()}
+
+
+def _subset(dets, idx, sub):
+    """The rows of ``dets`` (converted for the detections ``idx``) of the detections ``sub``,
+    a subset of ``idx``."""
+    if len(sub) == 0:
+        return np.zeros((0, 7))
+    if len(sub) == len(idx):
+        return dets
+    pos = torch.searchsorted(idx, sub).tolist()
+    return dets[pos] if isinstance(dets, np.ndarray) else [dets[i] for i in pos]

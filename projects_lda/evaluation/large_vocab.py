@@ -1,0 +1,296 @@
+"""
+AP-fixed and AP-pool (Dave, Dollar, Ramanan, Kirillov and Girshick, "Evaluating Large-Vocabulary
+Object Detectors: The Devil is in the Details", 2021), computed from per-detection match records
+so that each process keeps, per category, only the detections that can still be in the top K.
+
+Definitions, as the paper and its authors' evaluation scripts give them:
+
+* **AP-fixed**: no per-image cap; per category, the K (LVIS: 10,000) highest-scored detections
+  over the whole evaluation set are kept, counting the detections on images where the category
+  is not evaluated (they take a place in the top K, then the federated rules ignore them, as in
+  the reference: top K per category of the results file, then ``LVISResults(max_dets=-1)``).
+  Then LVIS AP exactly as lvis-api computes it (federated rules, IoU 0.50:0.95, 101 recall
+  points, areas, r/c/f groups).
+* **AP-pool**: the same top-K detections per category and the same per-category matching, but
+  one precision-recall curve per *pool* of categories: the detections of all categories of the
+  pool ranked together by score, the true positives against the pool's total ground truth
+  (area "all" only). Pools: all categories (AP-pool), and the rare, common and frequent ones
+  (APr-pool, APc-pool, APf-pool). A score that ranks correctly across classes is rewarded:
+  calibration, not only the order within a class.
+
+Ties are broken as lvis-api breaks them for a results file sorted by image id, each image's
+detections in the model's order: by image id, then the model's order (pools: image id,
+category, model order).
+
+Matching is hotcoco's LVIS mode (``LVISResults(max_dets=-1)`` + ``LVISeval.evaluate()`` on one
+image): for each detection, matched or not and ignored or not at each IoU threshold and area
+range. Removing detections of lower score (or later in a tie) from an image does not change
+the matches of the others (greedy matching in score order), so the matches of the kept top K
+are those computed with every detection present.
+"""
+import numpy as np
+
+__all__ = ["AREA_LABELS", "MatchRecords", "fixed_and_pooled_ap", "lvis_precision"]
+
+IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+AREA_RANGES = ((0, 1e5 ** 2), (0, 32 ** 2), (32 ** 2, 96 ** 2), (96 ** 2, 1e5 ** 2))
+AREA_LABELS = ("all", "small", "medium", "large")
+T, A = len(IOU_THRS), len(AREA_RANGES)
+
+# one detection per row: category index, score, image id, rank in its image (the model's
+# order), evaluated (category in the image's annotated or negative categories), and two
+# T x A bit sets (bit t * A + a): matched / ignored at IoU threshold t and area range a
+RECORD = np.dtype([("cat", np.int32), ("score", np.float64), ("image", np.int64),
+                   ("order", np.int32), ("evaluated", np.bool_), ("matched", np.uint64),
+                   ("ignored", np.uint64)])
+
+
+def _bits(flags):
+    """(T, A, D) booleans -> (D,) uint64 with bit t * A + a set where flags[t, a]."""
+    weights = (np.uint64(1) << np.arange(T * A, dtype=np.uint64)).reshape(T, A, 1)
+    return np.bitwise_or.reduce(np.where(flags, weights, np.uint64(0)), axis=(0, 1))
+
+
+def _unbits(bits):
+    """(D,) uint64 -> (T, A, D) booleans."""
+    shifts = np.arange(T * A, dtype=np.uint64).reshape(T, A, 1)
+    return ((bits[None, None, :] >> shifts) & np.uint64(1)).astype(bool)
+
+
+class MatchRecords:
+    """
+    The match records of one process, bounded: whenever more than ``2 * k`` records of any
+    category (or ``buffer`` records in all) are held, each category is cut to its top ``k``.
+
+    Args:
+        cat_ids (list[int]): the dataset's category ids (record ``cat`` indexes their sorted list).
+        k (int): detections kept per category (LVIS: 10,000).
+        buffer (int): records held before a cut.
+    """
+
+    def __init__(self, cat_ids, k=10000, buffer=2_000_000):
+        if k <= 0:
+            raise ValueError(f"detections per category must be positive, got {k}")
+        self.cat_ids = np.asarray(sorted(cat_ids), dtype=np.int64)
+        self.k = int(k)
+        self.buffer = max(int(buffer), 1)
+        self._chunks = []
+        self._held = 0
+
+    def cat_index(self, cat_ids):
+        idx = np.searchsorted(self.cat_ids, cat_ids)
+        idx = np.clip(idx, 0, len(self.cat_ids) - 1)
+        if len(cat_ids) and not np.array_equal(self.cat_ids[idx], cat_ids):
+            bad = np.asarray(cat_ids)[self.cat_ids[idx] != cat_ids][0]
+            raise ValueError(f"category id {int(bad)} is not a category of the dataset")
+        return idx
+
+    def add(self, records):
+        if len(records) == 0:
+            return
+        self._chunks.append(records)
+        self._held += len(records)
+        if self._held > self.buffer:
+            self._chunks = [top_k_per_category(np.concatenate(self._chunks), self.k)]
+            self._held = len(self._chunks[0])
+            # a cut that frees little would be repeated at every add: grow the buffer instead
+            self.buffer = max(self.buffer, 2 * self._held)
+
+    def records(self):
+        """The records held, cut to the top ``k`` per category."""
+        if not self._chunks:
+            return np.zeros(0, dtype=RECORD)
+        out = top_k_per_category(np.concatenate(self._chunks), self.k)
+        self._chunks, self._held = [out], len(out)
+        return out
+
+
+def rank_order(records, by_category=True):
+    """Indices sorting ``records`` by category (if ``by_category``), then score descending,
+    then image id, then the model's order."""
+    keys = [records["order"], records["image"], -records["score"]]
+    if by_category:
+        keys.append(records["cat"])
+    return np.lexsort(keys)
+
+
+def top_k_per_category(records, k):
+    """The ``k`` best-ranked records of each category (``rank_order``), in that order."""
+    if len(records) == 0:
+        return records
+    records = records[rank_order(records)]
+    cats = records["cat"]
+    starts = np.flatnonzero(np.r_[True, cats[1:] != cats[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, len(cats)]))
+    return records[np.arange(len(cats)) - first < k]
+
+
+def records_from_eval_imgs(eval_imgs, cat_index, image_id, num_dets, dt_order):
+    """
+    Match records of one image from hotcoco's ``eval_imgs`` (lvis-api's ``evaluate_img`` for
+    every category and area range of the image).
+
+    Args:
+        eval_imgs (list[dict or None]): ``COCOeval.eval_imgs`` after ``evaluate()`` on the image.
+        cat_index (callable): category ids -> record category indices.
+        num_dets (int): the number of evaluated detections given to the evaluation.
+        dt_order (ndarray[num_dets]): each evaluated detection's rank in the model's output;
+            the evaluation's detection id ``i`` (1-based, in the order given) is
+            ``dt_order[i - 1]``.
+    Returns:
+        ndarray of RECORD, one per evaluated detection (``evaluated`` True).
+    """
+    matched = np.zeros((T, A, num_dets), dtype=bool)
+    ignored = np.zeros((T, A, num_dets), dtype=bool)
+    score = np.zeros(num_dets)
+    cat = np.zeros(num_dets, dtype=np.int64)
+    seen = np.zeros(num_dets, dtype=bool)
+    for e in eval_imgs:
+        if e is None or not e["dtIds"]:
+            continue
+        a = _area_index(e["aRng"])
+        ids = np.asarray(e["dtIds"], dtype=np.int64) - 1
+        matched[:, a, ids] = np.asarray(e["dtMatched"], dtype=bool)
+        ignored[:, a, ids] = np.asarray(e["dtIgnore"], dtype=bool)
+        score[ids] = e["dtScores"]
+        cat[ids] = e["category_id"]
+        seen[ids] = True
+    if not seen.all():
+        raise RuntimeError(f"image {image_id}: {int((~seen).sum())} evaluated detections are "
+                           "missing from the per-image evaluation")
+    out = np.zeros(num_dets, dtype=RECORD)
+    out["cat"] = cat_index(cat)
+    out["score"] = score
+    out["image"] = image_id
+    out["order"] = dt_order
+    out["evaluated"] = True
+    out["matched"] = _bits(matched)
+    out["ignored"] = _bits(ignored)
+    return out
+
+
+def _area_index(rng):
+    for i, (lo, hi) in enumerate(AREA_RANGES):
+        if np.isclose(rng[0], lo) and np.isclose(rng[1], hi):
+            return i
+    raise ValueError(f"unexpected area range {rng}")
+
+
+def unevaluated_records(cat_index, cat_ids, scores, image_id, order):
+    """Records of detections of categories the image is not evaluated for: they take their
+    place in the top K of their category and are then ignored."""
+    out = np.zeros(len(scores), dtype=RECORD)
+    out["cat"] = cat_index(cat_ids)
+    out["score"] = scores
+    out["image"] = image_id
+    out["order"] = order
+    return out
+
+
+def num_gt_per_category(annotations, cat_ids):
+    """(K, A) ground-truth objects that count per category and area range, by lvis-api's rule:
+    an object is ignored in an area range its ``area`` is outside of (bounds included), or if
+    it carries ``ignore``."""
+    cat_ids = np.asarray(sorted(cat_ids))
+    out = np.zeros((len(cat_ids), A), dtype=np.int64)
+    if not annotations:
+        return out
+    cats = np.searchsorted(cat_ids, [a["category_id"] for a in annotations])
+    area = np.asarray([a["area"] for a in annotations], dtype=np.float64)
+    ignore = np.asarray([bool(a.get("ignore", 0)) for a in annotations])
+    for i, (lo, hi) in enumerate(AREA_RANGES):
+        keep = ~ignore & (area >= lo) & (area <= hi)
+        out[:, i] = np.bincount(cats[keep], minlength=len(cat_ids))
+    return out
+
+
+def lvis_precision(tps, fps, num_gt):
+    """
+    lvis-api's interpolated precision at its 101 recall thresholds for one ranked list.
+
+    Args:
+        tps, fps (ndarray[T', D] bool): true / false positives in rank order (ignored
+            detections are neither).
+        num_gt (int): objects that count (> 0).
+    Returns:
+        ndarray[T', 101].
+    """
+    tp = np.cumsum(tps, axis=1, dtype=np.float64)
+    fp = np.cumsum(fps, axis=1, dtype=np.float64)
+    out = np.zeros((tp.shape[0], len(REC_THRS)))
+    if tp.shape[1] == 0:
+        return out
+    rc = tp / num_gt
+    pr = tp / (fp + tp + np.spacing(1))
+    pr = np.flip(np.maximum.accumulate(np.flip(pr, axis=1), axis=1), axis=1)
+    for t in range(tp.shape[0]):
+        idx = np.searchsorted(rc[t], REC_THRS, side="left")
+        ok = idx < tp.shape[1]  # beyond the recall reached: precision 0
+        out[t, ok] = pr[t, idx[ok]]
+    return out
+
+
+def _mean(p):
+    p = p[p > -1]
+    return float(np.mean(p)) if p.size else -1.0
+
+
+def fixed_and_pooled_ap(records, num_gt, frequencies, metrics=("fixed", "pool")):
+    """
+    AP-fixed and AP-pool from the top-K records of every category (``MatchRecords.records()``
+    merged over processes and cut again).
+
+    Args:
+        records (ndarray of RECORD): the kept detections.
+        num_gt (ndarray[K, A]): ``num_gt_per_category``.
+        frequencies (list[str]): "r", "c" or "f" per category (in record index order).
+        metrics: which of "fixed" and "pool".
+    Returns:
+        dict: for "fixed" ``AP-fixed AP50-fixed AP75-fixed APs-fixed APm-fixed APl-fixed
+        APr-fixed APc-fixed APf-fixed``; for "pool" ``AP-pool AP50-pool AP75-pool APr-pool
+        APc-pool APf-pool``; fractions in [0, 1], -1 where nothing counts (as lvis-api).
+    """
+    records = records[records["evaluated"]]
+    num_cats = num_gt.shape[0]
+    freq = np.asarray(frequencies)
+    t50, t75 = int(np.argmin(abs(IOU_THRS - 0.5))), int(np.argmin(abs(IOU_THRS - 0.75)))
+    out = {}
+    if "fixed" in metrics:
+        precision = -np.ones((T, len(REC_THRS), num_cats, A))
+        records = records[rank_order(records)]
+        bounds = np.searchsorted(records["cat"], np.arange(num_cats + 1))
+        for k in range(num_cats):
+            rec = records[bounds[k]:bounds[k + 1]]
+            matched, ignored = _unbits(rec["matched"]), _unbits(rec["ignored"])
+            for a in range(A):
+                if num_gt[k, a] == 0:
+                    continue
+                m, ig = matched[:, a], ignored[:, a]
+                precision[:, :, k, a] = lvis_precision(m & ~ig, ~m & ~ig, num_gt[k, a])
+        out["AP-fixed"] = _mean(precision[:, :, :, 0])
+        out["AP50-fixed"] = _mean(precision[t50, :, :, 0])
+        out["AP75-fixed"] = _mean(precision[t75, :, :, 0])
+        for a, label in zip(range(1, A), "sml"):
+            out[f"AP{label}-fixed"] = _mean(precision[:, :, :, a])
+        for g in "rcf":
+            out[f"AP{g}-fixed"] = _mean(precision[:, :, freq == g, 0])
+    if "pool" in metrics:
+        for pool in ("", "r", "c", "f"):
+            cats = np.ones(num_cats, bool) if not pool else freq == pool
+            rec = records[cats[records["cat"]]]
+            # image, then category, then the model's order among equal scores (the reference
+            # concatenates its per-image, per-category lists in that order)
+            rec = rec[np.lexsort([rec["order"], rec["cat"], rec["image"], -rec["score"]])]
+            n = int(num_gt[cats, 0].sum())
+            if n == 0:
+                p = -np.ones((T, len(REC_THRS)))
+            else:
+                m, ig = _unbits(rec["matched"])[:, 0], _unbits(rec["ignored"])[:, 0]
+                p = lvis_precision(m & ~ig, ~m & ~ig, n)
+            suffix = f"AP{pool}-pool"
+            out[suffix] = _mean(p)
+            if not pool:
+                out["AP50-pool"] = _mean(p[t50])
+                out["AP75-pool"] = _mean(p[t75])
+    return out
