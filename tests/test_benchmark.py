@@ -32,6 +32,23 @@ def test_summary_and_table_by_hand():
     assert "1.20x" in lda_rows[2] and "1.10x" in lda_rows[2]  # train / test time ratios
 
 
+def test_ap_fixed_and_ap_pool_are_tabled_beside_ap_when_computed():
+    results = {"baseline": {0: _record(40.0, 30.0, 0.5, 0.1)},
+               "lda": {0: _record(43.0, 36.0, 0.6, 0.11), 1: _record(45.0, 40.0, 0.6, 0.11)}}
+    assert "AP-fixed" not in report.markdown_table(report.summarize(results), "baseline")
+    for method, runs_ in results.items():
+        for s, r in runs_.items():
+            for task in ("bbox", "segm"):
+                r[task].update({k: r[task]["AP"] - 2 for k in runs.LARGE_VOCAB_METRICS})
+                r[task]["AP-pool"] = r[task]["AP"] - (1 if method == "lda" else 5)
+    table = report.markdown_table(report.summarize(results), "baseline")
+    head = next(line for line in table.splitlines() if "bbox AP-pool" in line).split(" | ")
+    row = [line for line in table.splitlines() if line.startswith("| lda |")][1].split(" | ")
+    assert row[head.index("bbox AP-fixed")] == "42.0 ± 1.4"
+    assert row[head.index("bbox AP-pool")] == "43.0 ± 1.4"
+    assert row[-3:] == ["+4.0", "+4.0", "+8.0 |"]  # ΔAP, ΔAP-fixed, ΔAP-pool vs the baseline
+
+
 def test_median_iteration_time_skips_warmup(tmp_path):
     rows = [{"iteration": i, "time": 5.0 if i < 10 else 1.0 + (i % 3), "total_loss": 1.0}
             for i in range(0, 100, 5)]

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from ..evaluation.analysis import bootstrap_difference, evaluate_results
-from .runs import METRICS
+from .runs import LARGE_VOCAB_METRICS, METRICS
 
 CI_METRICS = ("AP", "APr")
 ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
@@ -33,8 +33,8 @@ def summarize(results):
         rows = list(runs.values())
         s = {"seeds": len(rows)}
         for task in ("bbox", "segm"):
-            for k in METRICS:
-                s[f"{task}/{k}"] = _mean_std([r[task][k] for r in rows])
+            for k in METRICS + LARGE_VOCAB_METRICS:
+                s[f"{task}/{k}"] = _mean_std([r[task].get(k) for r in rows])
         for k in ("sec_per_iter", "sec_per_image", "peak_rss_mb"):
             s[k] = _mean_std([r.get(k) for r in rows])
         summary[method] = s
@@ -64,6 +64,21 @@ def markdown_table(summary, baseline="baseline"):
                     row.append(f"{s[f'{task}/{k}'][0] - base[f'{task}/{k}'][0]:+.1f}")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        if any(s[f"{task}/AP-fixed"][0] is not None or s[f"{task}/AP-pool"][0] is not None
+               for s in summary.values()):  # AP-fixed and AP-pool beside LVIS AP
+            keys = ("AP",) + LARGE_VOCAB_METRICS
+            head = ["method"] + [f"{task} {k}" for k in keys]
+            if base:
+                head += [f"Δ{k}" for k in ("AP", "AP-fixed", "AP-pool")]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for method, s in summary.items():
+                row = [method] + [_fmt(s[f"{task}/{k}"]) for k in keys]
+                if base:
+                    for k in ("AP", "AP-fixed", "AP-pool"):
+                        m, b = s[f"{task}/{k}"][0], base[f"{task}/{k}"][0]
+                        row.append("-" if m is None or b is None else f"{m - b:+.1f}")
+                lines.append("| " + " | ".join(row) + " |")
+            lines.append("")
     head = ["method", "s / train iter", "s / test image", "peak RSS (MB)"]
     if base:
         head += ["train time ratio", "test time ratio"]

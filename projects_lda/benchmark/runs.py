@@ -56,7 +56,17 @@ METHODS = {
         f"{EMBEDDED}/balanced_softmax_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
 }
 METRICS = ("AP", "AP50", "APr", "APc", "APf")
+# kept too when the run computed them (TEST.LVIS_EVAL.METRICS: docs/evaluation.md)
+LARGE_VOCAB_METRICS = ("AP-fixed", "APr-fixed", "APc-fixed", "APf-fixed",
+                       "AP-pool", "APr-pool", "APc-pool", "APf-pool")
 WARMUP_FRACTION = 0.1
+
+
+def _metrics(task_results):
+    """The metrics a record keeps of one task's results: METRICS, and the large-vocabulary
+    ones where they were computed."""
+    return {k: task_results[k] for k in METRICS + LARGE_VOCAB_METRICS
+            if k in METRICS or k in task_results}
 
 logger = logging.getLogger("benchmark")
 
@@ -157,8 +167,8 @@ def run_one(config_file, out_dir, seed, opts):
         "config_file": config_file,
         "opts": list(opts),
         "config": (Path(out_dir) / "config.yaml").read_text(),
-        **{task: {k: results[task][k] for k in METRICS} for task in ("bbox", "segm")},
-        "splits": {name: {task: {k: r[task][k] for k in METRICS} for task in ("bbox", "segm")}
+        **{task: _metrics(results[task]) for task in ("bbox", "segm")},
+        "splits": {name: {task: _metrics(r[task]) for task in ("bbox", "segm")}
                    for name, r in per_set.items()},
         "test_set": test_set,
         "sec_per_iter": median_iter_time(Path(out_dir) / "metrics.json"),
@@ -172,7 +182,8 @@ def run_one(config_file, out_dir, seed, opts):
         "max_dets_per_image": cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE,
     }
     try:  # the analysis must not cost the training: a failure is recorded, the run kept
-        record["analysis"] = analyse_run(val_json, results_json, cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE)
+        record["analysis"] = analyse_run(val_json, results_json,
+                                         cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE)
     except Exception as e:  # noqa: BLE001
         logger.warning("%s: error analysis failed: %s", out_dir, e)
         record["analysis_error"] = f"{type(e).__name__}: {e}"
