@@ -256,3 +256,36 @@ def test_bad_settings_are_named(synthetic):
     empty = [(inp, {"instances": out["instances"][:0]}) for inp, out in synthetic["outputs"]]
     res = _run(HotcocoLVISEvaluator(NAME, tasks=("bbox",), metrics=("fixed", "pool")), empty)
     assert {k: v for k, v in res["bbox"].items() if v != 0.0} == {"APl-fixed": -100.0}
+
+
+def test_bootstrap_of_differences_from_the_saved_records(synthetic, tmp_path):
+    """The evaluator saves its kept records; the bootstrap's point estimate is the difference of
+    the two evaluations, its interval contains it, and a method against itself gives 0."""
+    outputs = synthetic["outputs"]
+    worse = []  # the same detections, the scores of each image reversed in rank
+    for inp, out in outputs:
+        inst = out["instances"]
+        inst = inst[torch.argsort(inst.scores)] if len(inst) else inst
+        inst.scores = inst.scores.flip(0)
+        worse.append((inp, {"instances": inst}))
+    res, records = {}, {}
+    for name, outs in (("a", outputs), ("b", worse)):
+        ev = HotcocoLVISEvaluator(NAME, tasks=("bbox",), metrics=("fixed", "pool"),
+                                  dets_per_category=K, output_dir=str(tmp_path / name))
+        res[name] = _run(ev, outs)["bbox"]
+        records[name] = np.load(tmp_path / name / "lvis_match_records_bbox.npy")
+    gt = synthetic["gt"]
+    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    image_ids = [img["id"] for img in gt["images"]]
+    counts = large_vocab.gt_counts_per_image(gt["annotations"], [c["id"] for c in cats],
+                                             image_ids)
+    freq = [c["frequency"] for c in cats]
+    ci = large_vocab.bootstrap_difference(records["a"], records["b"], counts, image_ids, freq, K,
+                                          n_bootstrap=20)
+    for m in ("AP-fixed", "AP-pool"):
+        diff, lo, hi = ci[m]
+        assert diff == pytest.approx(res["b"][m] - res["a"][m], abs=1e-9), m
+        assert lo <= diff <= hi and diff < -1.0, (m, ci[m])  # reversed scores are worse
+    same = large_vocab.bootstrap_difference(records["a"], records["a"], counts, image_ids, freq,
+                                            K, n_bootstrap=5)
+    assert all(v == (0.0, 0.0, 0.0) for v in same.values())

@@ -9,10 +9,14 @@ import math
 import statistics
 from pathlib import Path
 
+from detectron2.config import CfgNode
+
 from ..evaluation.analysis import bootstrap_difference, evaluate_results
 from .runs import LARGE_VOCAB_METRICS, METRICS
 
 CI_METRICS = ("AP", "APr")
+# with intervals too where both runs saved their match records (TEST.LVIS_EVAL.METRICS)
+LARGE_VOCAB_CI = ("AP-fixed", "AP-pool")
 ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 
 logger = logging.getLogger("benchmark")
@@ -124,25 +128,53 @@ def compare_runs(results, references, n_bootstrap, seed=0):
                                                    evaluation(method, s, task), CI_METRICS,
                                                    n_bootstrap, seed)
                         for task in ("bbox", "segm")}
+                    for task in ("bbox", "segm"):
+                        paths = [r.get("match_records", {}).get(task)
+                                 for r in (results[ref][s], run)]
+                        if all(paths):
+                            out[ref][method][s][task].update(
+                                _large_vocab_ci(run, paths, task, n_bootstrap, seed))
                 except Exception as e:  # noqa: BLE001  (the table shows "-")
                     logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
     return out
+
+
+def _large_vocab_ci(run, paths, task, n_bootstrap, seed):
+    """AP-fixed / AP-pool differences (run b - run a) with bootstrap intervals, from the two
+    runs' saved match records (``paths``: a's, b's) on the run's evaluation set."""
+    import numpy as np
+
+    from ..evaluation import large_vocab
+
+    gt = json.loads(Path(run["val_json"]).read_text())
+    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    images = [img["id"] for img in gt["images"]]
+    counts = large_vocab.gt_counts_per_image(gt["annotations"], [c["id"] for c in cats], images)
+    k = CfgNode.load_cfg(run["config"]).TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY
+    a, b = (np.load(p) for p in paths)
+    return large_vocab.bootstrap_difference(
+        a, b, counts, images, [c.get("frequency", "f") for c in cats], k, LARGE_VOCAB_CI,
+        n_bootstrap, seed)
 
 
 def analysis_tables(results, comparisons, references):
     """Markdown: differences with CIs, TIDE breakdown and group confusions, per seed."""
     lines = []
     for task in ("bbox", "segm"):
+        ci = CI_METRICS + tuple(
+            m for m in LARGE_VOCAB_CI
+            if any(m in c.get(task, {}) for by_ref in comparisons.values()
+                   for by_method in by_ref.values() for c in by_method.values()))
         head = ["method", "seed"] + [f"{task} Δ{m} vs {ref} [95% CI]"
-                                     for ref in references for m in CI_METRICS]
+                                     for ref in references for m in ci]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for method, runs in results.items():
             for s in runs:
                 cells = []
                 for ref in references:
                     d = comparisons.get(ref, {}).get(method, {}).get(s, {}).get(task)
-                    for m in CI_METRICS:
-                        cells.append("-" if d is None else
+                    for m in ci:
+                        cells.append("-" if d is None or m not in d else
                                      f"{d[m][0]:+.1f} [{d[m][1]:+.1f}, {d[m][2]:+.1f}]")
                 lines.append("| " + " | ".join([method, str(s)] + cells) + " |")
         lines.append("")

@@ -21,7 +21,7 @@ from detectron2.data import MetadataCatalog
 from ..config import get_project_cfg
 from ..engine import defaults
 from ..evaluation.analysis import evaluate_results, group_confusions, per_class_ap, tide_breakdown
-from ..evaluation.lvis_evaluation import RESULTS_JSON
+from ..evaluation.lvis_evaluation import MATCH_RECORDS, RESULTS_JSON
 from . import REPO_ROOT
 
 EMBEDDED = "configs/Embedded"
@@ -179,6 +179,10 @@ def run_one(config_file, out_dir, seed, opts):
         "wall_seconds": wall,
         "val_json": val_json,
         "results_json": str(results_json),
+        # AP-fixed / AP-pool runs: their kept match records, for the bootstrap intervals
+        "match_records": {task: str(results_json.parent / MATCH_RECORDS.format(task=task))
+                          for task in ("bbox", "segm")
+                          if (results_json.parent / MATCH_RECORDS.format(task=task)).is_file()},
         "max_dets_per_image": cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE,
     }
     try:  # the analysis must not cost the training: a failure is recorded, the run kept

@@ -51,6 +51,8 @@ LVIS_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 METRICS = ("standard", "fixed", "pool")
 TIMING_FILE = "evaluation_timing.json"
 RESULTS_JSON = "lvis_instances_results.json"
+# AP-fixed / AP-pool: the kept top-K match records of a task (large_vocab.RECORD)
+MATCH_RECORDS = "lvis_match_records_{task}.npy"
 
 logger = logging.getLogger(__name__)
 
@@ -430,6 +432,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                            int(np.median(per_cat)))
         res = large_vocab.fixed_and_pooled_ap(
             records, num_gt, [c.get("frequency", "f") for c in cats], self._large_vocab)
+        if self._output_dir:  # for the benchmark's bootstrap intervals of differences
+            np.save(os.path.join(self._output_dir, MATCH_RECORDS.format(task=task)), records)
         return {k: float(v * 100) for k, v in res.items()}
 
 
