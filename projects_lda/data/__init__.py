@@ -2,8 +2,10 @@
 Datasets of projects_lda: the embedded synthetic long-tailed LVIS-format dataset and the
 registration of LVIS-format datasets (see :mod:`projects_lda.data.datasets`).
 
-Importing this package registers ``lvis_embedded_{train,val,test}`` and the federated variant
-``lvis_embedded_fed_{train,val,test}``, completes the
+Importing this package registers ``lvis_embedded_{train,val,test}``, the federated variant
+``lvis_embedded_fed_{train,val,test}`` and the many-class variant at 1,203 classes
+(:mod:`projects_lda.data.many_class`) ``lvis_embedded_many_{train,val,test}`` and
+``lvis_embedded_many_fed_{train,val,test}`` (nothing is generated before first use), completes the
 metadata of detectron2's LVIS splits, and registers the datasets named in ``$LDA_EXTRA_DATASETS``.
 """
 from .datasets import (
@@ -51,5 +53,7 @@ def __getattr__(name):
 
 register_embedded_lvis()
 register_embedded_lvis(prefix="lvis_embedded_fed", variant="federated")
+register_embedded_lvis(prefix="lvis_embedded_many", variant="many_class")
+register_embedded_lvis(prefix="lvis_embedded_many_fed", variant="many_class_federated")
 register_all_lvis()
 register_from_env()

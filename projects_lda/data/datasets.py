@@ -9,6 +9,10 @@ Registered on ``import projects_lda.data`` (idempotent):
   ``val`` is for tuning, ``test`` for reporting.
 * ``lvis_embedded_fed_{train,val,test}``: its federated (LVIS-annotated) variant, in the same
   folder with ``_federated`` appended.
+* ``lvis_embedded_many_{train,val,test}`` and ``lvis_embedded_many_fed_{train,val,test}``: the
+  many-class variant at LVIS v1's 1,203 classes (:mod:`projects_lda.data.many_class`),
+  exhaustive and federated, in the same folder with ``_many_class`` / ``_many_class_federated``
+  appended (generating one takes minutes).
 * ``lvis_v1_train`` / ``lvis_v1_val`` (and LVIS v0.5 train/val): registered by detectron2 under
   ``$DETECTRON2_DATASETS``; re-registered with the project's loader (same records as
   detectron2's, the file parsed once) and their metadata completed with the fields below
@@ -384,8 +388,9 @@ def register_lvis_format(name, json_file, image_root, *, check_images=True):
 def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustive"):
     """
     Register ``<prefix>_train``, ``<prefix>_val`` (for tuning) and ``<prefix>_test`` (for
-    reporting): the embedded dataset's ``variant`` ("exhaustive" or "federated", see
-    :data:`~projects_lda.data.embedded.VARIANTS`) in ``root`` (None:
+    reporting): the embedded dataset's ``variant`` (a key of
+    :data:`~projects_lda.data.embedded.VARIANTS`: "exhaustive", "federated", "many_class",
+    "many_class_federated") in ``root`` (None:
     :func:`~projects_lda.data.embedded.get_embedded_root`, resolved on first use). Nothing is
     generated before the first ``DatasetCatalog.get`` or lazy metadata access.
     """

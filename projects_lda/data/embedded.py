@@ -49,9 +49,17 @@ generates the default dataset on first use into ``$LDA_EMBEDDED_ROOT`` (default
 parameters or by another generator version is regenerated; any other non-empty folder is never
 touched (an error asks to delete it).
 
+**The many-class variant** (100 to 2,000 classes in LVIS v1's rare / common / frequent shape,
+attribute classes in sibling groups, balanced val / test): :mod:`projects_lda.data.many_class`,
+from :data:`~projects_lda.data.many_class.MANY_CLASS_MIN` classes on (31-99 are refused; up to 30
+classes the files above are unchanged). :func:`generate_embedded_lvis` and
+:func:`ensure_embedded_lvis` take either; image counts and size left unset take the defaults of
+the class count (:func:`resolve_params`).
+
 Command line (writes to ``--out``, not to the cache)::
 
     python -m projects_lda.data.embedded --out DIR [--seed 0] [--num-classes 24] ...
+    python -m projects_lda.data.embedded --out DIR --num-classes 1203 [--federated]
 """
 import argparse
 import json
@@ -64,16 +72,36 @@ import time
 import numpy as np
 
 from . import federated as federation
+from .embedded_common import EMBEDDED_DEFAULTS, SPLITS, TEST_STREAM, rank_order
 from .frequency_groups import lvis_frequency
+from .many_class import (  # the many-class variant; its public names are re-exported
+    MANY_CLASS_MAX,
+    MANY_CLASS_MIN,
+    ManyClass,
+    check_many_class,
+    many_class_defaults,
+    many_class_frequency_counts,
+    many_class_image_counts,
+    many_class_minimums,
+    many_class_splits,
+    many_class_table,
+)
 from .render import render_split
 
 __all__ = [
     "EMBEDDED_DEFAULTS",
     "FEDERATED_DEFAULTS",
     "VARIANTS",
+    "ManyClass",
     "generate_embedded_lvis",
     "ensure_embedded_lvis",
     "get_embedded_root",
+    "many_class_defaults",
+    "many_class_frequency_counts",
+    "many_class_image_counts",
+    "many_class_minimums",
+    "many_class_table",
+    "resolve_params",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,16 +111,6 @@ logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
 GENERATOR_NAME = "projects_lda.data.embedded"
 
-EMBEDDED_DEFAULTS = {
-    "seed": 0,
-    "num_classes": 24,
-    "num_train_images": 400,
-    "num_val_images": 120,
-    "num_test_images": 343,
-    "imbalance": 2.0,
-    "image_size": 128,
-    "federated": False,
-}
 # The federated variant: another seed, class count and imbalance, annotated the way LVIS is
 # (see projects_lda/data/federated.py); generated into ``<root>_federated``.
 FEDERATED_DEFAULTS = {
@@ -102,8 +120,15 @@ FEDERATED_DEFAULTS = {
     "imbalance": 1.8,
     "federated": True,
 }
-VARIANTS = {"exhaustive": EMBEDDED_DEFAULTS, "federated": FEDERATED_DEFAULTS}
-SPLITS = ("train", "val", "test")
+VARIANTS = {
+    "exhaustive": EMBEDDED_DEFAULTS,
+    "federated": FEDERATED_DEFAULTS,
+    # The many-class variant (projects_lda/data/many_class.py) at LVIS v1's 1,203 classes and its
+    # proposed sizes, exhaustive and federated; generated into ``<root>_many_class`` and
+    # ``<root>_many_class_federated``.
+    "many_class": many_class_defaults(1203),
+    "many_class_federated": {**many_class_defaults(1203, federated=True), "seed": 1},
+}
 SPLIT_JSON = {s: f"lvis_embedded_{s}.json" for s in SPLITS}
 META_FILE = "meta.json"
 ROOT_ENV = "LDA_EMBEDDED_ROOT"
@@ -114,9 +139,6 @@ _MAX_OBJECTS = 5  # distinct classes per image
 _DUPLICATE_PROB = 0.12  # chance that a training image holds two instances of a class
 # (an image holds at most _MAX_OBJECTS + 1 instances)
 _VAL_OBJECTS_PER_IMAGE = 2.8  # val and test: instances per image (before federation)
-# The test split is drawn from its own random stream, so the train and val files do not depend on
-# it (they are those of generator version 2).
-_TEST_STREAM = 2
 
 # (shape, cue) of each confusable group; a group's three classes differ only by the cue.
 _GROUPS = [
@@ -136,7 +158,9 @@ _VARIANTS = {
     "texture": ("solid", "striped", "dotted"),
     "aspect": ("regular", "stretched", "elongated"),
 }
-MAX_CLASSES = 3 * len(_GROUPS)
+MAX_CLASSES = 3 * len(_GROUPS)  # the small variant; the many-class one starts at MANY_CLASS_MIN
+# Parameters whose default depends on the class count (None: that default).
+_SIZE_KEYS = ("num_train_images", "num_val_images", "num_test_images", "image_size")
 
 
 def get_embedded_root(variant="exhaustive"):
@@ -161,23 +185,6 @@ def _class_table(num_classes):
             if len(table) < num_classes:
                 table.append((g, shape, cue, variant))
     return table
-
-
-def _rank_order(rng, table):
-    """
-    Class indices ordered from the most to the least frequent. Tier t holds the t-th variant of
-    every group (heads, then mids, then tails); mids go in reverse group order so that the group
-    with the strongest head gets the weakest mid. Which variant is the head is random per group.
-    """
-    num_groups = table[-1][0] + 1
-    members = [[i for i, row in enumerate(table) if row[0] == g] for g in range(num_groups)]
-    members = [[m[j] for j in rng.permutation(len(m))] for m in members]
-    group_order = list(rng.permutation(num_groups))
-    order = []
-    for tier in range(3):
-        groups = group_order if tier % 2 == 0 else group_order[::-1]
-        order += [members[g][tier] for g in groups if tier < len(members[g])]
-    return order
 
 
 def _target_image_counts(num_classes, num_images, imbalance):
@@ -248,8 +255,8 @@ def _write_json(path, images, annotations, categories):
         "annotations": annotations,
         "categories": categories,
     }
-    with open(path, "w") as f:
-        json.dump(data, f, separators=(",", ":"))
+    with open(path, "w") as f:  # dumps: C encoder (dump's pure-Python one is 5x slower)
+        f.write(json.dumps(data, separators=(",", ":")))
 
 
 def generate_embedded_lvis(
@@ -257,11 +264,11 @@ def generate_embedded_lvis(
     *,
     seed=EMBEDDED_DEFAULTS["seed"],
     num_classes=EMBEDDED_DEFAULTS["num_classes"],
-    num_train_images=EMBEDDED_DEFAULTS["num_train_images"],
-    num_val_images=EMBEDDED_DEFAULTS["num_val_images"],
-    num_test_images=EMBEDDED_DEFAULTS["num_test_images"],
+    num_train_images=None,
+    num_val_images=None,
+    num_test_images=None,
     imbalance=EMBEDDED_DEFAULTS["imbalance"],
-    image_size=EMBEDDED_DEFAULTS["image_size"],
+    image_size=None,
     federated=EMBEDDED_DEFAULTS["federated"],
 ):
     """
@@ -269,32 +276,90 @@ def generate_embedded_lvis(
     same names are overwritten).
 
     ``federated=True`` annotates every split the way LVIS is (:mod:`.federated`); otherwise
-    images are exhaustively annotated.
+    images are exhaustively annotated. Image counts and size left as None take the defaults of
+    the class count: :data:`EMBEDDED_DEFAULTS` up to :data:`MAX_CLASSES` classes, else
+    :func:`many_class_defaults` (the many-class variant, from :data:`MANY_CLASS_MIN` classes).
 
     Returns:
         dict: paths ``root``, ``{split}_json`` and ``{split}_images`` (image folders) for the
         splits train, val and test, and ``meta``.
     """
-    if image_size < 48:
-        raise ValueError(f"image_size must be at least 48 pixels, got {image_size}")
-    if min(num_train_images, num_val_images, num_test_images) < 1:
-        raise ValueError("num_train_images, num_val_images and num_test_images must be positive")
-    params = {
-        "seed": int(seed),
-        "num_classes": int(num_classes),
-        "num_train_images": int(num_train_images),
-        "num_val_images": int(num_val_images),
-        "num_test_images": int(num_test_images),
-        "imbalance": float(imbalance),
-        "image_size": int(image_size),
-        "federated": bool(federated),
-    }
+    params = resolve_params(
+        seed=seed, num_classes=num_classes, num_train_images=num_train_images,
+        num_val_images=num_val_images, num_test_images=num_test_images, imbalance=imbalance,
+        image_size=image_size, federated=federated,
+    )  # fmt: skip
     start = time.perf_counter()
+    if params["num_classes"] > MAX_CLASSES:
+        split, cats = many_class_splits(out_dir, params)
+    else:
+        split, cats = _small_splits(out_dir, params)
+    paths = {"root": out_dir, "meta": os.path.join(out_dir, META_FILE)}
+    for s in SPLITS:
+        paths[f"{s}_json"] = os.path.join(out_dir, SPLIT_JSON[s])
+        paths[f"{s}_images"] = os.path.join(out_dir, s)
+        _write_json(paths[f"{s}_json"], *split[s], cats)
+    groups = {f: sum(c["frequency"] == f for c in cats) for f in "rcf"}
+    meta = {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "params": params}
+    meta["categories_per_frequency"] = groups
+    with open(paths["meta"], "w") as f:  # written last: marks a complete folder
+        json.dump(meta, f, indent=2, sort_keys=True)
+    logger.info(
+        "Generated the embedded LVIS dataset in %s (%.1fs): %s images, %s instances, "
+        "categories r/c/f = %d/%d/%d", out_dir, time.perf_counter() - start,
+        " / ".join(f"{len(split[s][0])} {s}" for s in SPLITS),
+        " / ".join(str(len(split[s][1])) for s in SPLITS), groups["r"], groups["c"], groups["f"],
+    )  # fmt: skip
+    return paths
+
+
+def resolve_params(**params):
+    """
+    The complete, typed generation parameters (those of ``meta.json``): ``params`` are keyword
+    arguments of :func:`generate_embedded_lvis`; missing ones and None take the defaults of the
+    class count (:data:`EMBEDDED_DEFAULTS`, or :func:`many_class_defaults` above
+    :data:`MAX_CLASSES` classes). Raises ValueError for an invalid or impossible request,
+    naming the parameter.
+    """
+    unknown = set(params) - set(EMBEDDED_DEFAULTS)
+    if unknown:
+        raise TypeError(f"Unknown embedded dataset parameters: {sorted(unknown)}")
+    num_classes = params.get("num_classes")
+    num_classes = int(EMBEDDED_DEFAULTS["num_classes"] if num_classes is None else num_classes)
+    federated = bool(params.get("federated") or False)
+    if 3 <= num_classes <= MAX_CLASSES:
+        base = EMBEDDED_DEFAULTS
+    elif MANY_CLASS_MIN <= num_classes <= MANY_CLASS_MAX:
+        base = many_class_defaults(num_classes, federated=federated)
+    else:
+        raise ValueError(
+            f"num_classes must be in [3, {MAX_CLASSES}] (the small variant) or in "
+            f"[{MANY_CLASS_MIN}, {MANY_CLASS_MAX}] (the many-class variant), got {num_classes}"
+        )
+    out = {}
+    for key, default in EMBEDDED_DEFAULTS.items():
+        value = params.get(key)
+        out[key] = type(default)(base[key] if value is None else value)
+    if out["image_size"] < 48:
+        raise ValueError(f"image_size must be at least 48 pixels, got {out['image_size']}")
+    if min(out["num_train_images"], out["num_val_images"], out["num_test_images"]) < 1:
+        raise ValueError("num_train_images, num_val_images and num_test_images must be positive")
+    if num_classes > MAX_CLASSES:
+        check_many_class(out)
+    return out
+
+
+def _small_splits(out_dir, params):
+    """The splits and categories of the small variant (up to :data:`MAX_CLASSES` classes)."""
+    num_train_images = params["num_train_images"]
+    num_val_images = params["num_val_images"]
+    num_test_images = params["num_test_images"]
+    federated = params["federated"]
     rng = np.random.default_rng(params["seed"])
     table = _class_table(params["num_classes"])
-    order = _rank_order(rng, table)
+    order = rank_order(rng, table)
     counts = [0] * len(table)
-    targets = _target_image_counts(len(table), num_train_images, imbalance)
+    targets = _target_image_counts(len(table), num_train_images, params["imbalance"])
     for rank, c in enumerate(order):
         counts[c] = int(targets[rank])
     train_assign = _assign(rng, counts, num_train_images)
@@ -315,7 +380,7 @@ def generate_embedded_lvis(
         rng, "val", split_ids["val"], next_id, val_assign, *args, **eval_dup
     )
     # the test split: its own random stream (the train and val files do not depend on it)
-    test_rng = np.random.default_rng([params["seed"], _TEST_STREAM])
+    test_rng = np.random.default_rng([params["seed"], TEST_STREAM])
     per_class = _per_class(num_test_images, len(table))
     test_assign = _assign(test_rng, [per_class] * len(table), num_test_images)
     next_id += len(split["val"][1])
@@ -325,25 +390,7 @@ def generate_embedded_lvis(
     if federated:
         for s in SPLITS:  # in LVIS every split is federated
             split[s] = federation.federate(rng, *split[s], num_classes=len(table))
-
-    cats = _categories(table, split["train"][1])
-    paths = {"root": out_dir, "meta": os.path.join(out_dir, META_FILE)}
-    for s in SPLITS:
-        paths[f"{s}_json"] = os.path.join(out_dir, SPLIT_JSON[s])
-        paths[f"{s}_images"] = os.path.join(out_dir, s)
-        _write_json(paths[f"{s}_json"], *split[s], cats)
-    groups = {f: sum(c["frequency"] == f for c in cats) for f in "rcf"}
-    meta = {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "params": params}
-    meta["categories_per_frequency"] = groups
-    with open(paths["meta"], "w") as f:  # written last: marks a complete folder
-        json.dump(meta, f, indent=2, sort_keys=True)
-    logger.info(
-        "Generated the embedded LVIS dataset in %s (%.1fs): %s images, %s instances, "
-        "categories r/c/f = %d/%d/%d", out_dir, time.perf_counter() - start,
-        " / ".join(f"{len(split[s][0])} {s}" for s in SPLITS),
-        " / ".join(str(len(split[s][1])) for s in SPLITS), groups["r"], groups["c"], groups["f"],
-    )  # fmt: skip
-    return paths
+    return split, _categories(table, split["train"][1])
 
 
 def _per_class(num_images, num_classes):
@@ -402,8 +449,8 @@ def ensure_embedded_lvis(root=None, **params):
 
     Args:
         root (str or None): target folder; None means :func:`get_embedded_root`.
-        params: overrides of :data:`EMBEDDED_DEFAULTS` (keyword arguments of
-            :func:`generate_embedded_lvis`).
+        params: keyword arguments of :func:`generate_embedded_lvis`; the others take the
+            defaults of the class count (:func:`resolve_params`).
 
     A folder generated by this module with other parameters or by another generator version is
     regenerated (replaced by a rename). A non-empty folder that this module did not write (no
@@ -411,11 +458,7 @@ def ensure_embedded_lvis(root=None, **params):
     several processes call it at once: each generates into a temporary folder next to ``root``
     and renames it into place; a process that loses the race uses the winner's folder.
     """
-    unknown = set(params) - set(EMBEDDED_DEFAULTS)
-    if unknown:
-        raise TypeError(f"Unknown embedded dataset parameters: {sorted(unknown)}")
-    params = {**EMBEDDED_DEFAULTS, **params}
-    params["imbalance"] = float(params["imbalance"])
+    params = resolve_params(**params)
     root = os.path.abspath(os.path.expanduser(root or get_embedded_root()))
     foreign = (
         f"{root} exists but is not an embedded dataset folder (no {META_FILE} written by "
@@ -452,6 +495,12 @@ def main(argv=None):
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             parser.add_argument(flag, action="store_true", help="annotate the way LVIS is")
+        elif key in _SIZE_KEYS:
+            parser.add_argument(
+                flag, type=type(value), default=None,
+                help=f"default: {value}; from {MANY_CLASS_MIN} classes, the many-class "
+                "variant's proposal for the class count (many_class_defaults)",
+            )  # fmt: skip
         else:
             parser.add_argument(flag, type=type(value), default=value, help=f"default: {value}")
     args = vars(parser.parse_args(argv))

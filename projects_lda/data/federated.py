@@ -39,7 +39,8 @@ MISSING_PROB = 0.5
 DUPLICATE_PROB = 0.35
 
 
-def federate(rng, images, annotations, *, num_classes):
+def federate(rng, images, annotations, *, num_classes, neg_sample_prob=NEG_SAMPLE_PROB,
+             unchecked=None):  # fmt: skip
     """
     Apply federated labelling to one split (in place on copies of the image records).
 
@@ -50,6 +51,12 @@ def federate(rng, images, annotations, *, num_classes):
         annotations (list[dict]): all objects of the split, each with ``image_id``,
             ``category_id`` and ``id``.
         num_classes (int): categories are ``1..num_classes``.
+        neg_sample_prob (float): probability that an absent category is listed as a negative
+            (the many-class variant lowers it to keep a few negatives per image).
+        unchecked (set or None): the (image id, category id) pairs never checked, chosen by the
+            caller (the many-class variant's training split, so that every class keeps its
+            planned number of labelled images); None: each present category of an image is
+            unchecked with probability ``UNCHECKED_PROB``.
 
     Returns:
         (images, annotations): the federated image records and the labelled annotations (a subset
@@ -65,7 +72,11 @@ def federate(rng, images, annotations, *, num_classes):
         positives, not_exhaustive = [], []
         for cat in sorted(present):
             anns = present[cat]
-            if rng.random() < UNCHECKED_PROB:
+            if unchecked is None:
+                never_checked = rng.random() < UNCHECKED_PROB
+            else:
+                never_checked = (img["id"], cat) in unchecked
+            if never_checked:
                 continue  # never checked: unlabelled objects, not a negative either
             positives.append(cat)
             kept = anns
@@ -77,7 +88,7 @@ def federate(rng, images, annotations, *, num_classes):
                 not_exhaustive.append(cat)
             keep_ids.update(a["id"] for a in kept)
         absent = [c for c in range(1, num_classes + 1) if c not in present]
-        sampled = rng.random(len(absent)) < NEG_SAMPLE_PROB
+        sampled = rng.random(len(absent)) < neg_sample_prob
         out_images.append(
             dict(
                 img,
