@@ -58,7 +58,7 @@ else
   say "DRY RUN on the CPU: tiny sizes, the figures mean nothing"
   EMB_OPTS=(MODEL.DEVICE cpu SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 SOLVER.STEPS "()" \
             SOLVER.IMS_PER_BATCH 2 DATALOADER.NUM_WORKERS 0 TEST.DETECTIONS_PER_IMAGE 20 \
-            MODEL.RPN.POST_NMS_TOPK_TEST 20)
+            MODEL.RPN.POST_NMS_TOPK_TEST 20 DATASETS.TEST "('lvis_embedded_val',)")
   # the mask head's convolutions are most of a step at these sizes: one conv, few ROIs, few
   # detections (the GPU run keeps the configs' head)
   TINY_HEADS=(MODEL.RPN.POST_NMS_TOPK_TRAIN 64 MODEL.RPN.POST_NMS_TOPK_TEST 20
