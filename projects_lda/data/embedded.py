@@ -72,8 +72,8 @@ import time
 import numpy as np
 
 from . import federated as federation
-from .embedded_common import EMBEDDED_DEFAULTS, SPLITS, TEST_STREAM, rank_order
-from .frequency_groups import lvis_frequency
+from .embedded_common import (EMBEDDED_DEFAULTS, SPLITS, TEST_STREAM, rank_order,
+                               train_categories)
 from .many_class import (  # the many-class variant; its public names are re-exported
     MANY_CLASS_MAX,
     MANY_CLASS_MIN,
@@ -224,27 +224,9 @@ def _assign(rng, counts, num_images):
 
 def _categories(table, train_annotations):
     """LVIS categories with the training frequency, image_count and instance_count."""
-    image_sets = [set() for _ in table]
-    instances = [0] * len(table)
-    for ann in train_annotations:
-        image_sets[ann["category_id"] - 1].add(ann["image_id"])
-        instances[ann["category_id"] - 1] += 1
-    cats = []
-    for i, (_, shape, cue, variant) in enumerate(table):
-        name = f"{shape}_{variant}"
-        cats.append(
-            {
-                "id": i + 1,
-                "name": name,
-                "synonyms": [name],
-                "synset": f"{name}.n.01",
-                "def": f"a synthetic {shape} ({cue}: {variant})",
-                "frequency": lvis_frequency(len(image_sets[i])),
-                "image_count": len(image_sets[i]),
-                "instance_count": instances[i],
-            }
-        )
-    return cats
+    return train_categories(
+        [(f"{shape}_{variant}", f"a synthetic {shape} ({cue}: {variant})")
+         for _, shape, cue, variant in table], train_annotations)
 
 
 def _write_json(path, images, annotations, categories):

@@ -44,3 +44,30 @@ def rank_order(rng, table):
         groups = group_order if tier % 2 == 0 else group_order[::-1]
         order += [members[g][tier] for g in groups if tier < len(members[g])]
     return order
+
+
+def train_categories(names_and_defs, train_annotations):
+    """
+    LVIS categories ``1..C`` from ``(name, definition)`` pairs, with the training counts: LVIS's
+    ``frequency`` by training image count, ``image_count`` and ``instance_count``.
+    """
+    from .frequency_groups import lvis_frequency
+
+    image_sets = [set() for _ in names_and_defs]
+    instances = [0] * len(names_and_defs)
+    for ann in train_annotations:
+        image_sets[ann["category_id"] - 1].add(ann["image_id"])
+        instances[ann["category_id"] - 1] += 1
+    return [
+        {
+            "id": i + 1,
+            "name": name,
+            "synonyms": [name],
+            "synset": f"{name}.n.01",
+            "def": definition,
+            "frequency": lvis_frequency(len(image_sets[i])),
+            "image_count": len(image_sets[i]),
+            "instance_count": instances[i],
+        }
+        for i, (name, definition) in enumerate(names_and_defs)
+    ]

@@ -48,8 +48,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import federated as federation
-from .embedded_common import EMBEDDED_DEFAULTS, SPLITS, TEST_STREAM, rank_order
-from .frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES, lvis_frequency
+from .embedded_common import (EMBEDDED_DEFAULTS, SPLITS, TEST_STREAM, rank_order,
+                               train_categories)
+from .frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
 from .render import MANY_SHAPES, render_many_split
 
 __all__ = [
@@ -311,27 +312,10 @@ def _assign_many(rng, counts, num_images):
 
 def _many_categories(table, train_annotations):
     """LVIS categories of the many-class variant, with the training counts."""
-    image_sets = [set() for _ in table]
-    instances = [0] * len(table)
-    for ann in train_annotations:
-        image_sets[ann["category_id"] - 1].add(ann["image_id"])
-        instances[ann["category_id"] - 1] += 1
-    cats = []
-    for i, row in enumerate(table):
-        cats.append(
-            {
-                "id": i + 1,
-                "name": row.name,
-                "synonyms": [row.name],
-                "synset": f"{row.name}.n.01",
-                "def": f"a synthetic {row.shape}: {row.hue}, {row.shade}, {row.texture}, "
-                f"{row.aspect} (its siblings differ in {row.cue})",
-                "frequency": lvis_frequency(len(image_sets[i])),
-                "image_count": len(image_sets[i]),
-                "instance_count": instances[i],
-            }
-        )
-    return cats
+    return train_categories(
+        [(row.name, f"a synthetic {row.shape}: {row.hue}, {row.shade}, {row.texture}, "
+          f"{row.aspect} (its siblings differ in {row.cue})") for row in table],
+        train_annotations)
 
 
 def many_class_splits(out_dir, params):

@@ -228,6 +228,16 @@ def _annotation(ann_id, image_id, category_id, poly, area):
             "segmentation": [poly], "bbox": bbox, "area": float(area)}  # fmt: skip
 
 
+def _image_record(image_id, size, split, file, all_ids, present):
+    """The LVIS image record of a drawn image, exhaustively annotated (every absent category
+    is a negative)."""
+    url = _URL.format(split=split, file=file)
+    return {"id": image_id, "width": size, "height": size, "license": 1, "coco_url": url,
+            "flickr_url": url, "date_captured": "2021-01-01 00:00:00",
+            "not_exhaustive_category_ids": [],
+            "neg_category_ids": [k for k in all_ids if k not in present]}
+
+
 def render_split(
     rng, split, image_ids, first_ann_id, assignment, table, size, out_dir, num_groups,
     duplicate_prob=0.0, max_objects=0,
@@ -262,13 +272,7 @@ def render_split(
                 ann_id = first_ann_id + len(annotations)
                 annotations.append(_annotation(ann_id, image_id, c + 1, poly, area))
                 present.add(c + 1)
-        url = _URL.format(split=split, file=file)
-        images.append(
-            {"id": image_id, "width": size, "height": size, "license": 1, "coco_url": url,
-             "flickr_url": url, "date_captured": "2021-01-01 00:00:00",
-             "not_exhaustive_category_ids": [],
-             "neg_category_ids": [k for k in all_ids if k not in present]}
-        )  # fmt: skip
+        images.append(_image_record(image_id, size, split, file, all_ids, present))
     return images, annotations
 
 
@@ -383,11 +387,5 @@ def render_many_split(
             ann_id = first_ann_id + len(annotations)
             annotations.append(_annotation(ann_id, image_id, c + 1, poly, area))
         present = set(c + 1 for c in classes)
-        url = _URL.format(split=split, file=file)
-        images.append(
-            {"id": image_id, "width": size, "height": size, "license": 1, "coco_url": url,
-             "flickr_url": url, "date_captured": "2021-01-01 00:00:00",
-             "not_exhaustive_category_ids": [],
-             "neg_category_ids": [k for k in all_ids if k not in present]}
-        )  # fmt: skip
+        images.append(_image_record(image_id, size, split, file, all_ids, present))
     return images, annotations
