@@ -3,6 +3,7 @@ The tables of the long-tail benchmark from the runs' records: means and spreads 
 differences from the baseline and from LDA with bootstrap confidence intervals, time ratios, the
 TIDE breakdown and the group confusions; written as results.md and results.json.
 """
+import functools
 import json
 import logging
 import math
@@ -146,15 +147,24 @@ def _large_vocab_ci(run, paths, task, n_bootstrap, seed):
 
     from ..evaluation import large_vocab
 
-    gt = json.loads(Path(run["val_json"]).read_text())
+    images, counts, frequencies = _ground_truth_counts(run["val_json"])
+    k = CfgNode.load_cfg(run["config"]).TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY
+    a, b = (np.load(p) for p in paths)
+    return large_vocab.bootstrap_difference(a, b, counts, images, frequencies, k, LARGE_VOCAB_CI,
+                                            n_bootstrap, seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _ground_truth_counts(val_json):
+    """(image ids, per-image object counts, category frequencies) of an evaluation set, read
+    once for all the comparisons made on it."""
+    from ..evaluation import large_vocab
+
+    gt = json.loads(Path(val_json).read_text())
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     images = [img["id"] for img in gt["images"]]
     counts = large_vocab.gt_counts_per_image(gt["annotations"], [c["id"] for c in cats], images)
-    k = CfgNode.load_cfg(run["config"]).TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY
-    a, b = (np.load(p) for p in paths)
-    return large_vocab.bootstrap_difference(
-        a, b, counts, images, [c.get("frequency", "f") for c in cats], k, LARGE_VOCAB_CI,
-        n_bootstrap, seed)
+    return images, counts, [c.get("frequency", "f") for c in cats]
 
 
 def analysis_tables(results, comparisons, references):

@@ -61,8 +61,9 @@ def _unbits(bits):
 
 class MatchRecords:
     """
-    The match records of one process, bounded: whenever more than ``2 * k`` records of any
-    category (or ``buffer`` records in all) are held, each category is cut to its top ``k``.
+    The match records of one process, bounded: whenever more than ``buffer`` records are held,
+    each category is cut to its top ``k`` (and the buffer grows to twice what a cut keeps, so
+    that cuts stay rare).
 
     Args:
         cat_ids (list[int]): the dataset's category ids (record ``cat`` indexes their sorted list).
@@ -107,13 +108,10 @@ class MatchRecords:
         return out
 
 
-def rank_order(records, by_category=True):
-    """Indices sorting ``records`` by category (if ``by_category``), then score descending,
-    then image id, then the model's order."""
-    keys = [records["order"], records["image"], -records["score"]]
-    if by_category:
-        keys.append(records["cat"])
-    return np.lexsort(keys)
+def rank_order(records):
+    """Indices sorting ``records`` by category, then score descending, then image id, then the
+    model's order."""
+    return np.lexsort([records["order"], records["image"], -records["score"], records["cat"]])
 
 
 def top_k_per_category(records, k):
@@ -160,11 +158,7 @@ def records_from_eval_imgs(eval_imgs, cat_index, image_id, num_dets, dt_order):
     if not seen.all():
         raise RuntimeError(f"image {image_id}: {int((~seen).sum())} evaluated detections are "
                            "missing from the per-image evaluation")
-    out = np.zeros(num_dets, dtype=RECORD)
-    out["cat"] = cat_index(cat)
-    out["score"] = score
-    out["image"] = image_id
-    out["order"] = dt_order
+    out = unevaluated_records(cat_index, cat, score, image_id, dt_order)
     out["evaluated"] = True
     out["matched"] = _bits(matched)
     out["ignored"] = _bits(ignored)
@@ -189,14 +183,25 @@ def unevaluated_records(cat_index, cat_ids, scores, image_id, order):
     return out
 
 
+def _counted(annotations):
+    """(A, N) booleans: whether each ground-truth object counts in each area range, by
+    lvis-api's rule: not in a range its ``area`` is outside of (bounds included), nor if it
+    carries ``ignore``."""
+    area = np.asarray([a["area"] for a in annotations], dtype=np.float64)
+    ignore = np.asarray([bool(a.get("ignore", 0)) for a in annotations], dtype=bool)
+    return np.stack([~ignore & (area >= lo) & (area <= hi) for lo, hi in AREA_RANGES])
+
+
 def num_gt_per_category(annotations, cat_ids):
-    """(K, A) ground-truth objects that count per category and area range, by lvis-api's rule:
-    an object is ignored in an area range its ``area`` is outside of (bounds included), or if
-    it carries ``ignore``."""
+    """(K, A) ground-truth objects that count per category and area range (``_counted``)."""
     cat_ids = np.asarray(sorted(cat_ids))
     out = np.zeros((len(cat_ids), A), dtype=np.int64)
     if not annotations:
         return out
+    cats = np.searchsorted(cat_ids, [a["category_id"] for a in annotations])
+    for i, keep in enumerate(_counted(annotations)):
+        out[:, i] = np.bincount(cats[keep], minlength=len(cat_ids))
+    return out
     cats = np.searchsorted(cat_ids, [a["category_id"] for a in annotations])
     area = np.asarray([a["area"] for a in annotations], dtype=np.float64)
     ignore = np.asarray([bool(a.get("ignore", 0)) for a in annotations])
@@ -298,12 +303,17 @@ def fixed_and_pooled_ap(records, num_gt, frequencies, metrics=("fixed", "pool"))
 
 
 def gt_counts_per_image(annotations, cat_ids, image_ids):
-    """(I, K, A) objects that count per image, category and area range (lvis-api's rule, as
-    ``num_gt_per_category``); dense, for evaluation sets of the embedded size."""
+    """(I, K, A) objects that count per image, category and area range (``_counted``); dense,
+    for evaluation sets of the embedded size."""
     cat_ids, image_ids = np.asarray(sorted(cat_ids)), np.asarray(sorted(image_ids))
     out = np.zeros((len(image_ids), len(cat_ids), A), dtype=np.int64)
     if not annotations:
         return out
+    img = np.searchsorted(image_ids, [a["image_id"] for a in annotations])
+    cat = np.searchsorted(cat_ids, [a["category_id"] for a in annotations])
+    for i, keep in enumerate(_counted(annotations)):
+        np.add.at(out[:, :, i], (img[keep], cat[keep]), 1)
+    return out
     img = np.searchsorted(image_ids, [a["image_id"] for a in annotations])
     cat = np.searchsorted(cat_ids, [a["category_id"] for a in annotations])
     area = np.asarray([a["area"] for a in annotations], dtype=np.float64)

@@ -23,6 +23,7 @@ every detection of an image (no per-image cap): each image is matched on its own
 process keeps per category only the match records that can still be in the top K.
 """
 import copy
+import functools
 import itertools
 import json
 import logging
@@ -423,14 +424,18 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                             per_class=True)
         return {m: float(stats[m] * 100) for m in LVIS_METRICS}
 
+    @functools.cached_property
+    def _num_gt(self):
+        """(K, A) objects that count per category and area range; the same for both tasks."""
+        return large_vocab.num_gt_per_category(self._gt.load_anns(self._gt.get_ann_ids()),
+                                               [c["id"] for c in self._categories])
+
     def _fixed_and_pooled(self, task, payloads):
         parts = [p["records"][task] for p in payloads if task in p["records"]]
         records = large_vocab.top_k_per_category(
             np.concatenate(parts) if parts else np.zeros(0, large_vocab.RECORD),
             self._dets_per_category)
         cats = sorted(self._categories, key=lambda c: c["id"])
-        num_gt = large_vocab.num_gt_per_category(
-            self._gt.load_anns(self._gt.get_ann_ids()), [c["id"] for c in cats])
         per_cat = np.bincount(records["cat"], minlength=len(cats))
         short = int((per_cat < self._dets_per_category).sum())
         if short:
@@ -440,7 +445,7 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                            "(median %d)", task, short, len(cats), self._dets_per_category,
                            int(np.median(per_cat)))
         res = large_vocab.fixed_and_pooled_ap(
-            records, num_gt, [c.get("frequency", "f") for c in cats], self._large_vocab)
+            records, self._num_gt, [c.get("frequency", "f") for c in cats], self._large_vocab)
         if self._output_dir:  # for the benchmark's bootstrap intervals of differences
             np.save(os.path.join(self._output_dir, MATCH_RECORDS.format(task=task)), records)
         return {k: float(v * 100) for k, v in res.items()}
