@@ -104,6 +104,20 @@ def test_1203_classes_are_distinct_attribute_combinations_in_sibling_groups():
     assert many_class.many_class_table(300) == table[:300]
 
 
+def test_error_analysis_groups_siblings_of_both_variants():
+    # the benchmark's confusion analysis must group many-class siblings by the table (their
+    # names share no common prefix) and keep the small variant's shape-prefix groups
+    from projects_lda.benchmark.runs import _group_of
+
+    table = many_class.many_class_table(100)[:9]
+    cats = [{"id": i + 1, "name": r.name} for i, r in enumerate(table)]
+    cats += [{"id": 10, "name": "disc_light"}, {"id": 11, "name": "disc_dark"}]
+    group_of = _group_of(cats)
+    assert [group_of(i) for i in range(1, 10)] == [r.group for r in table] == [0, 0, 0, 1, 1, 1,
+                                                                               2, 2, 2]
+    assert group_of(10) == group_of(11) == "disc"
+
+
 @pytest.mark.parametrize("n, rcf", [(1203, (337, 461, 405)), (300, (84, 115, 101)),
                                     (100, (28, 38, 34))])  # fmt: skip
 def test_lvis_v1_frequency_proportions(n, rcf):

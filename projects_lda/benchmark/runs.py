@@ -19,6 +19,7 @@ import torch
 from detectron2.data import MetadataCatalog
 
 from ..config import get_project_cfg
+from ..data.many_class import MANY_CLASS_MAX, many_class_table
 from ..engine import defaults
 from ..evaluation.analysis import evaluate_results, group_confusions, per_class_ap, tide_breakdown
 from ..evaluation.lvis_evaluation import MATCH_RECORDS, RESULTS_JSON
@@ -107,9 +108,12 @@ def inference_time(out_dir):
 
 
 def _group_of(categories):
-    """Confusable group of a category of the embedded dataset: the shape in its name
-    (``disc_light``, ``disc_medium``, ``disc_dark`` are one group)."""
-    groups = {c["id"]: c["name"].rsplit("_", 1)[0] for c in categories}
+    """Confusable group of a category of the embedded dataset. The small variant's is the shape
+    in its name (``disc_light``, ``disc_medium``, ``disc_dark`` are one group); the many-class
+    variant's siblings differ in any one attribute, so its group comes from the generator's fixed
+    class table (the table of N classes is the first N of the largest one)."""
+    many = {c.name: c.group for c in many_class_table(MANY_CLASS_MAX)}
+    groups = {c["id"]: many.get(c["name"], c["name"].rsplit("_", 1)[0]) for c in categories}
     return groups.__getitem__
 
 
