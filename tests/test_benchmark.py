@@ -71,7 +71,8 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
     for k in ("LDA_EXTRA_DATASETS", "OMP_NUM_THREADS", "PYTHONPATH"):
         monkeypatch.setenv(k, tiny_dataset["env"][k])
     opts = tiny_opts(tmp_path / "unused", "SOLVER.MAX_ITER", "3")
-    argv = ["--methods", "baseline", "lda", "--seeds", "0", "--output", str(tmp_path), *opts]
+    argv = ["--methods", "baseline", "lda", "--seeds", "0", "--output", str(tmp_path),
+            "--bootstrap", "100", *opts]
     # a run that fails is reported by name at the end; the runs after it still train
     broken = tmp_path / "broken.yaml"
     broken.write_text("_BASE_: %s\nMODEL:\n  NOT_A_KEY: 1\n"
@@ -150,8 +151,9 @@ FAKE_VAL_AP = {("baseline", "rfs_t0.1", 0): 40.0, ("baseline", "rfs_t0.3", 0): 4
 class FakeRuns:
     """Stands in for training: a record with the fake val AP (test AP = val AP + 1)."""
 
-    def __init__(self, fail=(), stop_after=None):
+    def __init__(self, fail=(), stop_after=None, prefix="lvis_embedded"):
         self.calls, self.fail, self.stop_after = [], set(fail), stop_after
+        self.prefix = prefix
 
     def __call__(self, method, setting, seed, opts, run_dir):
         if self.stop_after is not None and len(self.calls) >= self.stop_after:
@@ -163,8 +165,8 @@ class FakeRuns:
         metrics = {k: val for k in runs.METRICS}
         test = {k: val + 1 for k in runs.METRICS}
         return {"seed": seed, "opts": opts, "bbox": test, "segm": dict(test),
-                "splits": {"lvis_embedded_val": {"bbox": metrics, "segm": metrics},
-                           "lvis_embedded_test": {"bbox": test, "segm": test}},
+                "splits": {f"{self.prefix}_val": {"bbox": metrics, "segm": metrics},
+                           f"{self.prefix}_test": {"bbox": test, "segm": test}},
                 "sec_per_iter": 1.0, "sec_per_image": 0.1, "peak_rss_mb": 100.0}
 
 
@@ -235,3 +237,39 @@ def test_failed_run_is_named_and_blocks_only_its_method(tmp_path):
     assert settings["methods"]["baseline"]["chosen"] == "rfs_t0.3"
     assert settings["methods"]["lda"]["chosen"] is None
     assert ("baseline", "rfs_t0.3", 2) in fake.calls
+
+
+def test_many_class_variant_runs_its_configs_grids_and_single_seed_methods(tmp_path):
+    # every protocol method has a config of the many-class variant; the grids that scale with
+    # the dataset are the variant's; --single-seed methods are reported with seed 0 only
+    for method in bp.GRIDS:
+        config = bp.method_config(method, "many_class")
+        assert config.startswith("configs/EmbeddedMany/") and config.endswith("_embeddedmany.yaml")
+        assert (ROOT / config).is_file()
+    assert bp.method_config("lda", "exhaustive") == runs.METHODS["lda"][0]
+    with pytest.raises(SystemExit, match="lda_cosine has no config for the many_class variant"):
+        bp.method_config("lda_cosine", "many_class")
+    fake = FakeRuns(prefix="lvis_embedded_many")
+    settings = tmp_path / "tuned.json"
+    argv = ["--tune", "--variant", "many_class", "--methods", "baseline", "fedloss",
+            "--single-seed", "fedloss", "--output", str(tmp_path / "out"), "--records",
+            str(tmp_path / "runs"), "--settings", str(settings), "--bootstrap", "10"]
+    cli.main(argv, execute=fake)
+    # (equal fake val APs: both settings get the tie-break seed 1, the paper's default wins)
+    assert sorted(fake.calls) == sorted(
+        [("baseline", "rfs_t0.04", s) for s in (0, 1, 2)] + [("baseline", "rfs_t0.12", s)
+                                                            for s in (0, 1)]
+        + [("fedloss", s, k) for s in ("num_classes50", "num_classes12") for k in (0, 1)])
+    recorded = json.loads((tmp_path / "runs/many_class/baseline/rfs_t0.12/seed0.json").read_text())
+    assert recorded["opts"][:2] == ["DATALOADER.REPEAT_THRESHOLD", "0.12"]
+    assert "('lvis_embedded_many_val', 'lvis_embedded_many_test')" in recorded["opts"]
+    data = json.loads(settings.read_text())
+    assert data["methods"]["fedloss"]["report_seeds"] == [0]
+    assert "report_seeds" not in data["methods"]["baseline"]
+    # the report mode keeps the single seed; unknown single-seed methods are named
+    report = FakeRuns(prefix="lvis_embedded_many")
+    cli.main(["--report", str(settings), "--output", str(tmp_path / "o2"), "--records",
+              str(tmp_path / "runs2"), "--bootstrap", "10"], execute=report)
+    assert [c for c in report.calls if c[0] == "fedloss"] == [("fedloss", "num_classes50", 0)]
+    with pytest.raises(SystemExit, match=r"no tuning grid for \['nope'\]"):
+        cli.main([*argv[:6], "--single-seed", "nope"], execute=FakeRuns())

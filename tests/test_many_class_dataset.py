@@ -22,7 +22,7 @@ from projects_lda.data.embedded_common import rank_order
 SMALL_MANY = dict(num_classes=100, image_size=96)
 ATTRIBUTES = ("shape", "hue", "shade", "texture", "aspect")
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs" / "EmbeddedMany"
+CONFIGS = ROOT / "configs"
 
 
 def _load(path):
@@ -244,13 +244,18 @@ def test_impossible_requests_name_the_parameter(tmp_path):
 
 def test_many_class_defaults_and_variants():
     params = embedded.resolve_params(num_classes=1203)
-    assert params == many_class.many_class_defaults(1203) == embedded.VARIANTS["many_class"]
+    assert params == many_class.many_class_defaults(1203) == embedded.VARIANTS["many_class_1203"]
     least = many_class.many_class_minimums(1203)
     assert all(params[k] >= v for k, v in least.items())
     assert (params["num_train_images"], params["image_size"]) == (9100, 160)
+    # the benchmark's variant: 300 classes, exhaustive and federated
+    bench = embedded.VARIANTS["many_class"]
+    assert bench == many_class.many_class_defaults(300) and bench["num_train_images"] == 2500
     fed = embedded.resolve_params(**embedded.VARIANTS["many_class_federated"])
-    assert fed["federated"] and fed["num_train_images"] > params["num_train_images"]
+    assert fed["federated"] and fed["num_classes"] == 300
+    assert fed["num_train_images"] > bench["num_train_images"]
     assert embedded.get_embedded_root("many_class").endswith("_many_class")
+    assert embedded.get_embedded_root("many_class_1203").endswith("_many_class_1203")
     # explicit values are kept; None takes the default of the class count
     assert embedded.resolve_params(num_classes=300, num_train_images=None)["num_train_images"] == (
         many_class.many_class_defaults(300)["num_train_images"]
@@ -269,7 +274,8 @@ def test_many_class_module_is_split_from_the_small_variant_without_a_cycle():
 
 def test_many_class_splits_registered_on_import_without_generating():
     for prefix, variant in (("lvis_embedded_many", "many_class"),
-                            ("lvis_embedded_many_fed", "many_class_federated")):  # fmt: skip
+                            ("lvis_embedded_many_fed", "many_class_federated"),
+                            ("lvis_embedded_many1203", "many_class_1203")):  # fmt: skip
         for split in embedded.SPLITS:
             name = f"{prefix}_{split}"
             assert name in DatasetCatalog.list() and ds._REGISTERED[name][2] == variant
@@ -280,7 +286,7 @@ def test_many_class_splits_registered_on_import_without_generating():
 
 def test_many_class_registration_resolves_to_the_variant(many, tmp_path, monkeypatch):
     """The variant's registration generates (here: finds) its folder on first use; with the
-    100-class dataset of the fixture standing in for the 1,203-class one."""
+    100-class dataset of the fixture standing in for the 300-class one."""
     paths, _ = many
     with open(paths["meta"]) as f:
         params = json.load(f)["params"]
@@ -303,21 +309,26 @@ def test_many_class_registration_resolves_to_the_variant(many, tmp_path, monkeyp
     assert sorted(os.listdir(tmp_path)) == ["emb_many_class"]  # nothing else generated
 
 
-@pytest.mark.parametrize("config", ["mask_rcnn", "lda_mask_rcnn"])
-def test_configs_match_the_variant(config):
+@pytest.mark.parametrize("config, variant", [
+    (f"EmbeddedMany/{m}mask_rcnn_R_18_FPN_cpu_embeddedmany.yaml", "many_class")
+    for m in ("", "lda_", "seesaw_", "eqlv2_", "fedloss_", "balanced_softmax_")
+] + [(f"EmbeddedMany1203/{m}mask_rcnn_R_18_FPN_cpu_embeddedmany1203.yaml", "many_class_1203")
+     for m in ("", "lda_")])
+def test_configs_match_the_variant(config, variant):
     cfg = get_project_cfg()
-    cfg.merge_from_file(str(CONFIGS / f"{config}_R_18_FPN_cpu_embeddedmany.yaml"))
-    params = embedded.VARIANTS["many_class"]
-    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == params["num_classes"] == 1203
-    assert cfg.DATASETS.TRAIN == ("lvis_embedded_many_train",)
-    assert cfg.DATASETS.TEST == ("lvis_embedded_many_test",)
+    cfg.merge_from_file(str(CONFIGS / config))
+    params = embedded.VARIANTS[variant]
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == params["num_classes"]
+    prefix = {"many_class": "lvis_embedded_many", "many_class_1203": "lvis_embedded_many1203"}
+    assert cfg.DATASETS.TRAIN == (f"{prefix[variant]}_train",)
+    assert cfg.DATASETS.TEST == (f"{prefix[variant]}_test",)
     for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST:
-        assert ds._REGISTERED[name] == ("embedded", None, "many_class")
+        assert ds._REGISTERED[name] == ("embedded", None, variant)
     assert cfg.INPUT.MIN_SIZE_TEST == params["image_size"] in cfg.INPUT.MIN_SIZE_TRAIN
     assert cfg.TEST.DETECTIONS_PER_IMAGE == cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE == 300
     # repeat-factor sampling: LVIS's threshold scaled to the training images (100 images)
     assert cfg.DATALOADER.REPEAT_THRESHOLD * params["num_train_images"] == pytest.approx(100, 0.01)
-    # 12 passes over the training images, lr drops at 8/12 and 11/12
-    per_pass = params["num_train_images"] / cfg.SOLVER.IMS_PER_BATCH
-    assert cfg.SOLVER.MAX_ITER == round(12 * per_pass)
-    assert cfg.SOLVER.STEPS == tuple(int(e * per_pass + 0.5) for e in (8, 11))
+    # lr drops at 8/12 and 11/12 of the schedule, as in the paper's 12 epochs
+    assert cfg.SOLVER.STEPS == tuple(int(e * cfg.SOLVER.MAX_ITER / 12 + 0.5) for e in (8, 11))
+    if variant == "many_class_1203":  # 12 passes over the training images
+        assert cfg.SOLVER.MAX_ITER == round(12 * params["num_train_images"] / cfg.SOLVER.IMS_PER_BATCH)

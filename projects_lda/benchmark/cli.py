@@ -7,6 +7,8 @@ write a side-by-side table.
         --output output/ablation SOLVER.MAX_ITER 300     # trailing KEY VALUE pairs: all runs
     python tools/benchmark.py --tune --variant exhaustive --jobs 2   # docs/benchmark_protocol.md
     python tools/benchmark.py --report docs/benchmark/tuned_exhaustive.json --jobs 2
+    python tools/benchmark.py --tune --variant many_class --jobs 2 \\
+        --single-seed eqlv2 fedloss balanced_softmax      # docs/benchmark_many_class.md
 
 ``--tune`` tunes every method on the variant's val split with the same budget, writes the chosen
 settings to ``docs/benchmark/tuned_<variant>.json`` and reports them (and the papers' defaults)
@@ -68,7 +70,12 @@ def get_parser():
     protocol.add_argument("--report", metavar="SETTINGS_JSON",
                           help="report the settings chosen in this file (written by --tune)")
     protocol.add_argument("--variant", default="exhaustive",
-                          help="embedded dataset variant: exhaustive or federated")
+                          help="embedded dataset variant: exhaustive, federated or many_class "
+                          "(projects_lda/benchmark/protocol.py's VARIANTS)")
+    protocol.add_argument("--single-seed", nargs="+", default=[], metavar="METHOD",
+                          help="with --tune: these methods are reported with seed 0 only (kept "
+                          "in the settings file), where three seeds of every method do not fit "
+                          "the time")
     protocol.add_argument("--settings", default=None,
                           help="settings file --tune writes (default: "
                           "docs/benchmark/tuned_<variant>.json)")

@@ -8,8 +8,13 @@ as written down in ``docs/benchmark_protocol.md`` before any run:
   and ``test`` split (report) in the same run; the setting with the best val segm AP is chosen,
   and where the best two are within :data:`TIE_MARGIN` AP both get seed 1 too and the mean
   decides (ties: the paper's default);
-* the chosen setting is reported on ``test`` with seeds 0, 1, 2 (:data:`REPORT_SEEDS`), the
+* the chosen setting is reported on ``test`` with seeds 0, 1, 2 (:data:`REPORT_SEEDS`; seed 0
+  only for the methods named by ``--single-seed``, where the time does not allow three), the
   paper's default with :data:`UNTUNED_SEEDS`.
+
+A variant (:data:`VARIANTS`) names the registered dataset splits the runs train and evaluate on,
+the folder of the methods' configs and the settings that differ from :data:`GRIDS` (where a
+knob's values depend on the dataset's size).
 
 A run is identified by (method, setting, seed); its small result file (the ``run.json`` of
 :mod:`projects_lda.benchmark.runs`, without checkpoints or detections) is kept under
@@ -27,6 +32,7 @@ import logging
 import os
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import NamedTuple
 
 from . import REPO_ROOT
 from .report import build_report, write_report
@@ -39,9 +45,6 @@ TIE_MARGIN = 1.0  # AP points: closer than this, the best two get a second seed
 TUNE_SEED, TIE_SEED = 0, 1
 REPORT_SEEDS = (0, 1, 2)
 UNTUNED_SEEDS = (0,)  # the paper-default row (seed 0 is a tuning run; see the protocol's time)
-
-# variant -> (dataset prefix, number of classes)
-VARIANTS = {"exhaustive": ("lvis_embedded", 24), "federated": ("lvis_embedded_fed", 30)}
 
 _NO_RFS = ["DATALOADER.SAMPLER_TRAIN", "TrainingSampler"]
 # method -> [(setting, config options)], the paper's default first
@@ -62,11 +65,62 @@ GRIDS = {
 }
 
 
-def variant_opts(variant):
-    """Config options that train on the variant and evaluate on its val, then test split."""
+
+
+class Variant(NamedTuple):
+    """A dataset the protocol runs on."""
+
+    prefix: str  # its registered splits: <prefix>_train, <prefix>_val, <prefix>_test
+    num_classes: int
+    config_dir: str = "configs/Embedded"  # the methods' configs, named as in configs/Embedded/
+    dataset: str = "embedded"  # the configs' dataset name: <method>_mask_rcnn_..._<dataset>.yaml
+    grids: dict = {}  # method -> its grid, where it differs from GRIDS
+
+
+VARIANTS = {
+    "exhaustive": Variant("lvis_embedded", 24),
+    "federated": Variant("lvis_embedded_fed", 30),
+    # 300 classes in LVIS v1's shape (docs/benchmark_many_class.md): the knobs whose values
+    # scale with the dataset take LVIS's values scaled to it
+    "many_class": Variant(
+        "lvis_embedded_many", 300, "configs/EmbeddedMany", "embeddedmany", grids={
+            # LVIS's t = 0.001 is 100 of its training images: 100 of 2,500 here; and 3x it, as
+            # the small variants' alternative
+            "baseline": [("rfs_t0.04", []),
+                         ("rfs_t0.12", ["DATALOADER.REPEAT_THRESHOLD", "0.12"])],
+            # |S| = 50 as on LVIS (a sixth of the classes here), or LVIS's share of the classes:
+            # 50 / 1,203 of 300 = 12
+            "fedloss": [("num_classes50", []),
+                        ("num_classes12", ["MODEL.PEERS.FED_LOSS.NUM_CLASSES", "12"])],
+        }),
+}
+
+
+def get_variant(variant):
     if variant not in VARIANTS:
         raise SystemExit(f"--variant: unknown variant {variant!r}; known: {sorted(VARIANTS)}")
-    prefix, num_classes = VARIANTS[variant]
+    return VARIANTS[variant]
+
+
+def variant_grids(variant):
+    """The tuning grids of every method on the variant."""
+    return {**GRIDS, **get_variant(variant).grids}
+
+
+def method_config(method, variant):
+    """The config file of ``method`` (a key of :data:`~.runs.METHODS`) on the variant."""
+    v = get_variant(variant)
+    config = Path(METHODS[method][0])
+    if v.config_dir != str(config.parent):
+        config = Path(v.config_dir) / config.name.replace("_embedded.yaml", f"_{v.dataset}.yaml")
+        if not (REPO_ROOT / config).is_file():
+            raise SystemExit(f"{method} has no config for the {variant} variant: {config} not found")
+    return str(config)
+
+
+def variant_opts(variant):
+    """Config options that train on the variant and evaluate on its val, then test split."""
+    prefix, num_classes = get_variant(variant)[:2]
     return ["DATASETS.TRAIN", f"('{prefix}_train',)",
             "DATASETS.TEST", f"('{prefix}_val', '{prefix}_test')",
             "MODEL.ROI_HEADS.NUM_CLASSES", str(num_classes)]  # fmt: skip
@@ -74,7 +128,7 @@ def variant_opts(variant):
 
 def val_score(record, variant):
     """The selection metric of a finished run: its val segm AP."""
-    prefix = VARIANTS[variant][0]
+    prefix = get_variant(variant).prefix
     return record["splits"][f"{prefix}_val"][SELECT_TASK][SELECT_METRIC]
 
 
@@ -108,7 +162,7 @@ def select(scores, settings):
     return sorted(top, key=lambda s: (-mean(s), settings.index(s)))[0], []
 
 
-def next_runs(grids, scores, done, chosen=None):
+def next_runs(grids, scores, done, chosen=None, report_seeds=None):
     """
     The runs the protocol needs now, given the finished ones.
 
@@ -118,6 +172,8 @@ def next_runs(grids, scores, done, chosen=None):
         done (set): finished (method, setting, seed).
         chosen (dict or None): {method: setting} fixed beforehand (the report mode); None:
             chosen from ``scores``.
+        report_seeds (dict or None): {method: seeds} of the report where not
+            :data:`REPORT_SEEDS`.
 
     Returns:
         (runs, chosen): the (method, setting, seed) to run now, seed by seed, and the settings
@@ -132,7 +188,8 @@ def next_runs(grids, scores, done, chosen=None):
             best, needed = select(scores.get(method, {}), settings)
         if best is not None:
             picked[method] = best
-            needed = [(best, s) for s in REPORT_SEEDS] + [(settings[0], s) for s in UNTUNED_SEEDS]
+            seeds = (report_seeds or {}).get(method, REPORT_SEEDS)
+            needed = [(best, s) for s in seeds] + [(settings[0], s) for s in UNTUNED_SEEDS]
         runs += [(method, s, seed) for s, seed in dict.fromkeys(needed)
                  if (method, s, seed) not in done]  # fmt: skip
     methods = list(grids)
@@ -162,7 +219,8 @@ def load_records(records, variant, grids, opts_of):
     return out
 
 
-def settings_file_content(variant, grids, scores, chosen):
+def settings_file_content(variant, grids, scores, chosen, report_seeds=None):
+    report_seeds = report_seeds or {}
     return {
         "variant": variant,
         "selection": f"val {SELECT_TASK} {SELECT_METRIC}, seed {TUNE_SEED}; seed {TIE_SEED} "
@@ -171,6 +229,7 @@ def settings_file_content(variant, grids, scores, chosen):
         "untuned_seeds": list(UNTUNED_SEEDS),
         "methods": {
             m: {"chosen": chosen.get(m), "untuned": grid[0][0],
+                **({"report_seeds": list(report_seeds[m])} if m in report_seeds else {}),
                 "settings": {s: {"opts": opts,
                                  "val_ap": {str(k): v for k, v in
                                             sorted(scores.get(m, {}).get(s, {}).items())}}
@@ -181,7 +240,8 @@ def settings_file_content(variant, grids, scores, chosen):
 
 
 def read_settings_file(path):
-    """(variant, grids, chosen) from a settings file written by :func:`run_protocol`."""
+    """(variant, grids, chosen, report_seeds) from a settings file written by
+    :func:`run_protocol` (report_seeds: {method: seeds} where not :data:`REPORT_SEEDS`)."""
     data = json.loads(Path(path).read_text())
     methods = data["methods"]
     undecided = [m for m, v in methods.items() if v.get("chosen") is None]
@@ -191,11 +251,12 @@ def read_settings_file(path):
     for m, v in methods.items():  # the paper's default first
         order = [v["untuned"]] + [s for s in v["settings"] if s != v["untuned"]]
         grids[m] = [(s, v["settings"][s]["opts"]) for s in order]
-    return data["variant"], grids, {m: v["chosen"] for m, v in methods.items()}
+    report_seeds = {m: tuple(v["report_seeds"]) for m, v in methods.items() if "report_seeds" in v}
+    return data["variant"], grids, {m: v["chosen"] for m, v in methods.items()}, report_seeds
 
 
 def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jobs=1,
-                 chosen=None):
+                 chosen=None, report_seeds=None):
     """
     Runs the protocol to the end (or as far as the failures allow).
 
@@ -205,6 +266,7 @@ def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jo
         opts_of (callable): ``opts_of(method, setting)``, the run's full config options (kept
             in its record).
         chosen: the report mode's fixed settings; None: tune.
+        report_seeds: {method: seeds} of the report where not :data:`REPORT_SEEDS`.
 
     Returns:
         (records {(method, setting, seed): record}, chosen {method: setting}, failed runs).
@@ -216,13 +278,13 @@ def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jo
         scores = {}
         for (m, s, seed), rec in done.items():
             scores.setdefault(m, {}).setdefault(s, {})[seed] = val_score(rec, variant)
-        runs, picked = next_runs(grids, scores, set(done), chosen)
+        runs, picked = next_runs(grids, scores, set(done), chosen, report_seeds)
         return scores, [r for r in runs if r not in failed and r not in running.values()], picked
 
     def save_settings():
         if chosen is None and settings_file:
             scores, _, picked = state()
-            content = settings_file_content(variant, grids, scores, picked)
+            content = settings_file_content(variant, grids, scores, picked, report_seeds)
             Path(settings_file).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(str(settings_file) + ".tmp")
             tmp.write_text(json.dumps(content, indent=2) + "\n")
@@ -266,20 +328,24 @@ def tune_or_report(args, execute=None):
     if args.tune and args.report:
         raise SystemExit("--tune and --report exclude each other")
     if args.report:
-        variant, grids, chosen = read_settings_file(args.report)
+        variant, grids, chosen, report_seeds = read_settings_file(args.report)
         settings_file = None
     else:
         variant, chosen = args.variant, None
-        names = args.methods or list(GRIDS)
-        unknown = [m for m in names if m not in GRIDS]
+        known = variant_grids(variant)
+        names = args.methods or list(known)
+        unknown = [m for m in names + list(args.single_seed) if m not in known]
         if unknown:
-            raise SystemExit(f"--methods: no tuning grid for {unknown}; known: {list(GRIDS)}")
-        grids = {m: GRIDS[m] for m in names}
+            raise SystemExit(f"--methods / --single-seed: no tuning grid for {unknown}; known: "
+                             f"{list(known)}")
+        grids = {m: known[m] for m in names}
+        report_seeds = {m: (TUNE_SEED,) for m in args.single_seed}
         settings_file = args.settings or REPO_ROOT / "docs" / "benchmark" / f"tuned_{variant}.json"
     if args.methods and args.report:
         grids = {m: g for m, g in grids.items() if m in args.methods}
         chosen = {m: chosen[m] for m in grids}
     base_opts = variant_opts(variant)
+    configs = {m: method_config(m, variant) for m in grids}
     out = Path(args.output) / variant
     env = child_env(args.jobs)
 
@@ -288,7 +354,7 @@ def tune_or_report(args, execute=None):
 
     def subprocess_execute(method, setting, seed, opts, run_dir):
         label = f"{method} {setting} seed {seed}"
-        code = train_in_subprocess(label, run_dir, METHODS[method][0], seed, opts, env)
+        code = train_in_subprocess(label, run_dir, configs[method], seed, opts, env)
         if code != 0:
             logger.error("%s failed (exit %d); see %s", label, code, run_dir / "stdout.txt")
             return None
@@ -309,7 +375,7 @@ def tune_or_report(args, execute=None):
 
     done, picked, failed = run_protocol(
         variant=variant, grids=grids, records=args.records, settings_file=settings_file,
-        execute=run, opts_of=opts_of, jobs=args.jobs, chosen=chosen)
+        execute=run, opts_of=opts_of, jobs=args.jobs, chosen=chosen, report_seeds=report_seeds)
     if settings_file:
         logger.info("chosen settings: %s (written to %s)", picked, settings_file)
     results = {}

@@ -10,9 +10,10 @@ Registered on ``import projects_lda.data`` (idempotent):
 * ``lvis_embedded_fed_{train,val,test}``: its federated (LVIS-annotated) variant, in the same
   folder with ``_federated`` appended.
 * ``lvis_embedded_many_{train,val,test}`` and ``lvis_embedded_many_fed_{train,val,test}``: the
-  many-class variant at LVIS v1's 1,203 classes (:mod:`projects_lda.data.many_class`),
-  exhaustive and federated, in the same folder with ``_many_class`` / ``_many_class_federated``
-  appended (generating one takes minutes).
+  many-class variant (:mod:`projects_lda.data.many_class`) at the benchmark's 300 classes,
+  exhaustive and federated, and ``lvis_embedded_many1203_{train,val,test}`` at LVIS v1's 1,203
+  classes, in the same folder with ``_many_class`` / ``_many_class_federated`` /
+  ``_many_class_1203`` appended (generating one takes one to a few minutes).
 * ``lvis_v1_train`` / ``lvis_v1_val`` (and LVIS v0.5 train/val): registered by detectron2 under
   ``$DETECTRON2_DATASETS``; re-registered with the project's loader (same records as
   detectron2's, the file parsed once) and their metadata completed with the fields below
@@ -390,7 +391,7 @@ def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustiv
     Register ``<prefix>_train``, ``<prefix>_val`` (for tuning) and ``<prefix>_test`` (for
     reporting): the embedded dataset's ``variant`` (a key of
     :data:`~projects_lda.data.embedded.VARIANTS`: "exhaustive", "federated", "many_class",
-    "many_class_federated") in ``root`` (None:
+    "many_class_federated", "many_class_1203") in ``root`` (None:
     :func:`~projects_lda.data.embedded.get_embedded_root`, resolved on first use). Nothing is
     generated before the first ``DatasetCatalog.get`` or lazy metadata access.
     """

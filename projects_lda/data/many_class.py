@@ -34,9 +34,11 @@ cache are :mod:`.embedded`'s. Parameters and defaults shared with the small vari
   ValueError naming the parameter and the minimum (:func:`many_class_minimums`). ``imbalance``
   is not used (the bands fix the shape).
 
-The variant at 1,203 classes is ``VARIANTS["many_class"]`` / ``VARIANTS["many_class_federated"]``
-of :mod:`.embedded`, registered as ``lvis_embedded_many_*`` / ``lvis_embedded_many_fed_*``
-(:mod:`projects_lda.data`); ``docs/datasets.md`` has the measurements and the configs.
+The benchmark's variant at 300 classes is ``VARIANTS["many_class"]`` /
+``VARIANTS["many_class_federated"]`` of :mod:`.embedded`, registered as ``lvis_embedded_many_*`` /
+``lvis_embedded_many_fed_*``, the one at 1,203 classes ``VARIANTS["many_class_1203"]``, registered
+as ``lvis_embedded_many1203_*`` (:mod:`projects_lda.data`); ``docs/datasets.md`` has the
+measurements and the configs.
 """
 import functools
 import itertools
