@@ -122,6 +122,32 @@ def test_alpha_rejects_baseline_metrics(tmp_path):
         pa.alpha_curves(tmp_path / "metrics.json")
 
 
+def test_lda_stats_by_hand(tmp_path, capsys):
+    terms = {"loss_fgbg": 0.5, "loss_cls_unbalanced": 1.0, "loss_cls_balanced": 2.0,
+             "loss_intra": 0.1, "loss_inter": 0.4, "total_loss": 5.0}
+    rows = [{"iteration": i, "lda/alpha": a, "lda/acc_unbalanced": 0.5 + a,
+             "lda/acc_balanced": 0.5, **terms}
+            for i, a in zip((19, 39, 59, 79, 99), (0.0, 0.0, 0.1, 0.2, 0.3))]
+    rows[0]["loss_inter"] = float("nan")  # written as NaN by json.dumps, read back as nan
+    (tmp_path / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    freq = torch.tensor([1.0, 3.0, 0.0, 4.0])  # beta = 8 / (3 n_k) where n_k > 0
+    torch.save({"model": {PRED + "class_freq": freq}}, tmp_path / "model_final.pth")
+    s = pa.main(["lda-stats", "--run", f"lda={tmp_path}", "--out", str(tmp_path / "s.json")])["lda"]
+    # alpha at the logged row at or after 25/50/75/100% of the 99 iterations
+    assert s["alpha_at"] == {"25%": 0.0, "50%": 0.1, "75%": 0.2, "100%": 0.3}
+    assert s["alpha_zero_fraction"] == pytest.approx(0.4)
+    # the last fifth: iteration 99 only
+    assert s["acc_unbalanced"] == pytest.approx(0.8) and s["acc_balanced"] == 0.5
+    assert s["loss_share"] == pytest.approx({"loss_fgbg": 0.1, "loss_cls_unbalanced": 0.2,
+                                             "loss_cls_balanced": 0.4, "loss_intra": 0.02,
+                                             "loss_inter": 0.08})
+    assert s["beta"] == pytest.approx({"max": 8 / 3, "median": 8 / 9, "min": 8 / 12,
+                                       "classes_without_samples": 1})
+    assert s["non_finite"] == ["loss_inter"]
+    assert json.loads((tmp_path / "s.json").read_text())["lda"]["beta"]["max"] == s["beta"]["max"]
+    assert "| lda | 0.000 / 0.100 / 0.200 / 0.300 | 40% |" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------ AP groups
 def test_ap_groups(tmp_path):
     def rec(ap, apr):

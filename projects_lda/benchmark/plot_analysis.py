@@ -11,6 +11,9 @@ Analysis figures of the LDA paper for trained detectors (matplotlib, PNG).
     # per-class AP of every method against the class's training images
     python tools/plot_analysis.py per-class-ap --results output/benchmark/results.json \
         --out ap_per_class.png
+    # LDA's inner workings in figures (no PNG): alpha at each quarter of training, the accuracies,
+    # each loss term over the last fifth, beta's range, non-finite values
+    python tools/plot_analysis.py lda-stats --run output/lda [--run ...] [--out stats.json]
     # intra-class vs inter-class cosine distances of box-head features of ground-truth boxes
     python tools/plot_analysis.py feature-distances --run base=output/base \
         --run lda_no_div=output/lda_no_div --run lda=output/lda --dataset lvis_embedded_val \
@@ -18,7 +21,8 @@ Analysis figures of the LDA paper for trained detectors (matplotlib, PNG).
 
 A run is ``NAME=OUTPUT_DIR`` or just ``OUTPUT_DIR`` (named after the folder); it holds
 ``model_final.pth``, ``metrics.json`` and ``config.yaml`` as written by ``train_net.py``.
-Each command writes one PNG and prints its path; the numeric commands also print a table.
+Each command but ``lda-stats`` writes one PNG and prints its path; the numeric commands also
+print a table.
 Figures are drawn on matplotlib's ``Figure`` directly: no pyplot, no global backend.
 """
 import argparse
@@ -39,7 +43,7 @@ from detectron2.modeling import build_model
 from ..config import get_project_cfg
 from ..data.frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
 from ..engine.checkpoint import SafeCheckpointer, load_checkpoint_file
-from ..modeling.lda_loss import class_centres
+from ..modeling.lda_loss import class_centres, importance_weights
 
 PRED = "roi_heads.box_predictor."
 CLASSIFIERS = ("cls_score", "unbalanced_score", "balanced_score")
@@ -210,6 +214,71 @@ def plot_alpha(run_dir, out):
     print(f"last row (iteration {it[-1]}): " + ", ".join(
         f"{k} {data[k][-1]:.4f}" for k in ("lda/alpha", "lda/acc_unbalanced", "lda/acc_balanced")))
     return _save(fig, out)
+
+
+LDA_LOSSES = ("loss_fgbg", "loss_cls_unbalanced", "loss_cls_balanced", "loss_intra", "loss_inter")
+
+
+def lda_stats(run_dir, tail=0.2):
+    """
+    LDA's inner workings in one run: what goes wrong at a large class count shows here (alpha
+    stuck at 0, a loss term dominating, beta exploding, non-finite values).
+
+    Returns a dict: ``alpha_at`` (alpha at 25/50/75/100% of the logged iterations),
+    ``alpha_zero_fraction`` (of the logged rows), ``acc_unbalanced`` / ``acc_balanced`` (means
+    over the last ``tail`` of the iterations), ``losses`` (each LDA loss term's mean over that
+    tail) and ``loss_share`` (its share of ``total_loss``), ``beta`` (max, median, min of the
+    importance weights of Eq. 5 over the classes with training samples, and how many have none:
+    from the checkpoint's class frequencies) and ``non_finite`` (the metric keys with a
+    non-finite value anywhere).
+    """
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir / "metrics.json")
+    data = alpha_curves(run_dir / "metrics.json")
+    it, alpha = data["iteration"], data["lda/alpha"]
+    last = int(it[-1])
+    out = {"iterations": last + 1,
+           "alpha_at": {f"{q}%": float(alpha[min(len(it) - 1, np.searchsorted(it, q / 100 * last))])
+                        for q in (25, 50, 75, 100)},
+           "alpha_zero_fraction": float(np.mean(alpha == 0))}
+    start = (1 - tail) * last
+    recent = [r for r in rows if r.get("iteration", -1) >= start]
+    for key in ("lda/acc_unbalanced", "lda/acc_balanced"):
+        out[key.split("/")[1]] = float(np.mean([r[key] for r in recent if key in r]))
+    losses = {k: float(np.mean([r[k] for r in recent if k in r]))
+              for k in (*LDA_LOSSES, "total_loss") if any(k in r for r in recent)}
+    total = losses.pop("total_loss", None)
+    out["losses"] = losses
+    if total:
+        out["loss_share"] = {k: v / total for k, v in losses.items()}
+    freq = load_state(run_dir)[PRED + "class_freq"].double()
+    beta = importance_weights(freq)[freq > 0]
+    out["beta"] = {"max": float(beta.max()), "median": float(beta.median()),
+                   "min": float(beta.min()), "classes_without_samples": int((freq == 0).sum())}
+    out["non_finite"] = sorted({k for r in rows for k, v in r.items()
+                                if isinstance(v, float) and not math.isfinite(v)})
+    return out
+
+
+def print_lda_stats(runs, out=None):
+    """Prints :func:`lda_stats` of each (name, run folder) as a table; writes them to ``out``
+    (JSON) when given; returns them."""
+    stats = {name: lda_stats(d) for name, d in runs}
+    print("| run | alpha at 25/50/75/100% | alpha = 0 | acc_u / acc_b | beta max / median "
+          "| loss shares (fgbg, cls_u, cls_b, intra, inter) | non-finite |")
+    print("|---|---|---|---|---|---|---|")
+    for name, s in stats.items():
+        shares = ", ".join(f"{s.get('loss_share', {}).get(k, float('nan')):.2f}"
+                           for k in LDA_LOSSES)
+        print(f"| {name} | {' / '.join(f'{v:.3f}' for v in s['alpha_at'].values())} "
+              f"| {100 * s['alpha_zero_fraction']:.0f}% "
+              f"| {s['acc_unbalanced']:.3f} / {s['acc_balanced']:.3f} "
+              f"| {s['beta']['max']:.1f} / {s['beta']['median']:.2f} | {shares} "
+              f"| {', '.join(s['non_finite']) or 'none'} |")
+    if out:
+        Path(out).write_text(json.dumps(stats, indent=2) + "\n")
+        print(out)
+    return stats
 
 
 # ------------------------------------------------------------------------------ AP groups
@@ -421,8 +490,9 @@ def get_parser():
         ("alpha", "alpha and the g_u / g_b training accuracies (Fig. 6b)"),
         ("ap-groups", "AP, APr, APc, APf per method from a benchmark's results.json"),
         ("per-class-ap", "per-class AP against training frequency, from a results.json"),
+        ("lda-stats", "alpha, accuracies, loss terms, beta and non-finite values of LDA runs"),
         ("feature-distances", "intra/inter-class distances of ground-truth box features")]}
-    for name in ("weight-norms", "feature-distances"):
+    for name in ("weight-norms", "feature-distances", "lda-stats"):
         cmd[name].add_argument("--run", action="append", required=True,
                                help="NAME=OUTPUT_DIR or OUTPUT_DIR (repeatable)")
     cmd["alpha"].add_argument("--run", required=True, help="OUTPUT_DIR of an LDA run")
@@ -435,13 +505,17 @@ def get_parser():
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--space", choices=("box_head", "projection"), default="box_head",
                    help="box-head output, or LDA's projection head on it (LDA runs only)")
-    for p in cmd.values():
-        p.add_argument("--out", required=True, help="PNG file to write")
+    for name, p in cmd.items():
+        if name == "lda-stats":
+            p.add_argument("--out", help="JSON file to write the figures to (optional)")
+        else:
+            p.add_argument("--out", required=True, help="PNG file to write")
     return parser
 
 
 def main(argv=None):
-    """``tools/plot_analysis.py``: draws the figure of the command; returns the PNG's path."""
+    """``tools/plot_analysis.py``: draws the figure of the command; returns the PNG's path
+    (``lda-stats``: prints and returns the figures)."""
     a = get_parser().parse_args(argv)
     if a.command == "alpha":
         return plot_alpha(a.run, a.out)
@@ -450,6 +524,8 @@ def main(argv=None):
     if a.command == "per-class-ap":
         return plot_per_class_ap(a.results, a.out, a.task)
     runs = [parse_run(r) for r in a.run]
+    if a.command == "lda-stats":
+        return print_lda_stats(runs, a.out)
     if a.command == "weight-norms":
         return plot_weight_norms(runs, a.out)
     return plot_feature_distances(runs, a.dataset, a.out, a.max_images, a.space)
