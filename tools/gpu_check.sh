@@ -59,11 +59,12 @@ else
   EMB_OPTS=(MODEL.DEVICE cpu SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 SOLVER.STEPS "()" \
             SOLVER.IMS_PER_BATCH 2 DATALOADER.NUM_WORKERS 0 TEST.DETECTIONS_PER_IMAGE 20 \
             MODEL.RPN.POST_NMS_TOPK_TEST 20 DATASETS.TEST "('lvis_embedded_val',)")
-  # the mask head's convolutions are most of a step at these sizes: one conv, few ROIs, few
-  # detections (the GPU run keeps the configs' head)
+  # the mask head's convolutions are most of a step at these sizes (its 1,203-way predictor
+  # over 28x28 per ROI above all): one narrow conv, few ROIs, few detections (the GPU run keeps
+  # the configs' head)
   TINY_HEADS=(MODEL.RPN.POST_NMS_TOPK_TRAIN 64 MODEL.RPN.POST_NMS_TOPK_TEST 20
               MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 16 MODEL.ROI_MASK_HEAD.NUM_CONV 1
-              TEST.DETECTIONS_PER_IMAGE 10)
+              MODEL.ROI_MASK_HEAD.CONV_DIM 16 TEST.DETECTIONS_PER_IMAGE 10)
   REH=(--device cpu --rounds 1 --warmup 0 --size tiny --test-images 1 --min-size 160 --max-size 224
        --threads 1 --opts "${TINY_HEADS[@]}")
   # mixed precision on a CPU is bfloat16, whose convolutions run ~190x slower than float32
