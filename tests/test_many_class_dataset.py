@@ -325,7 +325,10 @@ def test_configs_match_the_variant(config, variant):
     for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST:
         assert ds._REGISTERED[name] == ("embedded", None, variant)
     assert cfg.INPUT.MIN_SIZE_TEST == params["image_size"] in cfg.INPUT.MIN_SIZE_TRAIN
-    assert cfg.TEST.DETECTIONS_PER_IMAGE == cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE == 300
+    # LVIS's cap of 300 detections for its 1,203 classes, the same share of the classes at 300
+    cap = cfg.TEST.DETECTIONS_PER_IMAGE
+    assert cap == cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE == {1203: 300, 300: 100}[params["num_classes"]]
+    assert cfg.MODEL.ROI_MASK_HEAD.NAME == "SelectedClassMaskHead"
     # repeat-factor sampling: LVIS's threshold scaled to the training images (100 images)
     assert cfg.DATALOADER.REPEAT_THRESHOLD * params["num_train_images"] == pytest.approx(100, 0.01)
     # lr drops at 8/12 and 11/12 of the schedule, as in the paper's 12 epochs
