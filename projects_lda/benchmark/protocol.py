@@ -65,8 +65,6 @@ GRIDS = {
 }
 
 
-
-
 class Variant(NamedTuple):
     """A dataset the protocol runs on."""
 
