@@ -206,13 +206,6 @@ def num_gt_per_category(annotations, cat_ids):
     for i, keep in enumerate(_counted(annotations)):
         out[:, i] = np.bincount(cats[keep], minlength=len(cat_ids))
     return out
-    cats = np.searchsorted(cat_ids, [a["category_id"] for a in annotations])
-    area = np.asarray([a["area"] for a in annotations], dtype=np.float64)
-    ignore = np.asarray([bool(a.get("ignore", 0)) for a in annotations])
-    for i, (lo, hi) in enumerate(AREA_RANGES):
-        keep = ~ignore & (area >= lo) & (area <= hi)
-        out[:, i] = np.bincount(cats[keep], minlength=len(cat_ids))
-    return out
 
 
 def lvis_precision(tps, fps, num_gt):
@@ -316,14 +309,6 @@ def gt_counts_per_image(annotations, cat_ids, image_ids):
     img = np.searchsorted(image_ids, [a["image_id"] for a in annotations])
     cat = np.searchsorted(cat_ids, [a["category_id"] for a in annotations])
     for i, keep in enumerate(_counted(annotations)):
-        np.add.at(out[:, :, i], (img[keep], cat[keep]), 1)
-    return out
-    img = np.searchsorted(image_ids, [a["image_id"] for a in annotations])
-    cat = np.searchsorted(cat_ids, [a["category_id"] for a in annotations])
-    area = np.asarray([a["area"] for a in annotations], dtype=np.float64)
-    ignore = np.asarray([bool(a.get("ignore", 0)) for a in annotations])
-    for i, (lo, hi) in enumerate(AREA_RANGES):
-        keep = ~ignore & (area >= lo) & (area <= hi)
         np.add.at(out[:, :, i], (img[keep], cat[keep]), 1)
     return out
 
