@@ -49,6 +49,29 @@ def test_ap_fixed_and_ap_pool_are_tabled_beside_ap_when_computed():
     assert row[-3:] == ["+4.0", "+4.0", "+8.0 |"]  # ΔAP, ΔAP-fixed, ΔAP-pool vs the baseline
 
 
+def test_coverage_tables_count_classes_never_predicted_by_group():
+    # JSON keys: the records' class ids come back as strings
+    analysis = {"class_frequency": {"1": "r", "2": "r", "3": "c", "4": "f"},
+                "detections_per_class": {"1": 0, "2": 7, "3": 0, "4": 12},
+                "segm": {"per_class_ap": {"1": 0.0, "2": 0.0, "3": 0.0, "4": 35.5}}}
+    stats = {"alpha_at": {"25%": 0.0, "50%": 0.05, "75%": 0.1, "100%": 0.125},
+             "alpha_zero_fraction": 0.25, "acc_unbalanced": 0.5, "acc_balanced": 0.25,
+             "beta": {"max": 20.0, "median": 2.5}, "non_finite": [],
+             "loss_share": {"loss_fgbg": 0.1, "loss_cls_unbalanced": 0.3,
+                            "loss_cls_balanced": 0.2, "loss_intra": 0.01, "loss_inter": 0.02}}
+    lines = report.coverage_tables({
+        "baseline": {0: {"analysis": analysis}},
+        "lda": {0: {"analysis": analysis, "lda_stats": stats}},
+        "old": {0: {"analysis": {}}},  # a record made before the counts were kept: left out
+    })
+    assert "| baseline | 0 | 1 / 1 / 0 | 2 / 1 / 0 |" in lines
+    assert "| lda | 0 | 1 / 1 / 0 | 2 / 1 / 0 |" in lines
+    assert not any(line.startswith("| old |") for line in lines)
+    assert ("| lda | 0 | 0.000 / 0.050 / 0.100 / 0.125 | 25% | 0.500 / 0.250 | 20.0 / 2.50 "
+            "| 0.10, 0.30, 0.20, 0.01, 0.02 | none |") in lines
+    assert report.coverage_tables({"old": {0: {"analysis": {}}}}) == []
+
+
 def test_median_iteration_time_skips_warmup(tmp_path):
     rows = [{"iteration": i, "time": 5.0 if i < 10 else 1.0 + (i % 3), "total_loss": 1.0}
             for i in range(0, 100, 5)]
@@ -96,6 +119,17 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
             assert set(a["tide"]["delta_ap"]) == {"Cls", "Loc", "Both", "Dupe", "Bkg", "Miss"}
             assert all(0 <= v <= 100 for v in a["per_class_ap"].values())
         assert len(run["analysis"]["class_image_count"]) == 6
+        # the detections JSON counted per class: every class keyed, the total its length
+        rows = json.loads(Path(run["results_json"]).read_text())
+        counts = run["analysis"]["detections_per_class"]
+        assert set(counts) == set(run["analysis"]["class_image_count"])
+        assert sum(counts.values()) == len(rows)
+        if method == "lda":  # LDA's inner workings travel with the record
+            stats = run["lda_stats"]
+            assert stats["iterations"] == 3 and stats["non_finite"] == []
+            assert 0 <= stats["alpha_at"]["100%"] <= 1 and stats["beta"]["max"] > 0
+        else:
+            assert "lda_stats" not in run
         assert "LDAROIHeads" in run["config"] if method == "lda" else "StandardROIHeads" in run["config"]
         # a finished run keeps its final weights only (model_0000001.pth was written, then removed)
         assert [p.name for p in (tmp_path / method / "seed0").glob("*.pth")] == ["model_final.pth"]

@@ -36,11 +36,14 @@ Writes:
   AP with the classes' training image counts, the TIDE breakdown (ΔAP50 of classification,
   localisation, both, duplicate, background and missed errors) and what the detections make of
   the ground-truth objects (own class, a confusable class of the same group, another group,
-  missed); under ``comparisons``, each method's AP and APr difference from the baseline and
+  missed), and each class's number of detections; for LDA runs, ``lda_stats`` (alpha over
+  training, the accuracies, beta's range, the loss terms: ``plot_analysis.lda_stats``); under
+  ``comparisons``, each method's AP and APr difference from the baseline and
   from LDA of the same seed with a 95% bootstrap confidence interval over validation images;
 * ``OUTPUT/results.md``: means and spreads over seeds, each method's difference from the
-  baseline, its time ratios against the baseline measured in the same benchmark, and the
-  difference, TIDE and confusion tables.
+  baseline, its time ratios against the baseline measured in the same benchmark, the
+  difference, TIDE and confusion tables, the classes never predicted (and at AP 0) by
+  frequency group, and LDA's inner workings.
 """
 import argparse
 import logging

@@ -260,21 +260,29 @@ def lda_stats(run_dir, tail=0.2):
     return out
 
 
+LDA_STATS_COLUMNS = ("alpha at 25/50/75/100%", "alpha = 0", "acc_u / acc_b",
+                     "beta max / median", "loss shares (fgbg, cls_u, cls_b, intra, inter)",
+                     "non-finite")
+
+
+def lda_stats_cells(s):
+    """The markdown cells of one :func:`lda_stats` result, as :data:`LDA_STATS_COLUMNS`."""
+    shares = ", ".join(f"{s.get('loss_share', {}).get(k, float('nan')):.2f}" for k in LDA_LOSSES)
+    return [" / ".join(f"{v:.3f}" for v in s["alpha_at"].values()),
+            f"{100 * s['alpha_zero_fraction']:.0f}%",
+            f"{s['acc_unbalanced']:.3f} / {s['acc_balanced']:.3f}",
+            f"{s['beta']['max']:.1f} / {s['beta']['median']:.2f}", shares,
+            ", ".join(s["non_finite"]) or "none"]
+
+
 def print_lda_stats(runs, out=None):
     """Prints :func:`lda_stats` of each (name, run folder) as a table; writes them to ``out``
     (JSON) when given; returns them."""
     stats = {name: lda_stats(d) for name, d in runs}
-    print("| run | alpha at 25/50/75/100% | alpha = 0 | acc_u / acc_b | beta max / median "
-          "| loss shares (fgbg, cls_u, cls_b, intra, inter) | non-finite |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | " + " | ".join(LDA_STATS_COLUMNS) + " |")
+    print("|---" * (1 + len(LDA_STATS_COLUMNS)) + "|")
     for name, s in stats.items():
-        shares = ", ".join(f"{s.get('loss_share', {}).get(k, float('nan')):.2f}"
-                           for k in LDA_LOSSES)
-        print(f"| {name} | {' / '.join(f'{v:.3f}' for v in s['alpha_at'].values())} "
-              f"| {100 * s['alpha_zero_fraction']:.0f}% "
-              f"| {s['acc_unbalanced']:.3f} / {s['acc_balanced']:.3f} "
-              f"| {s['beta']['max']:.1f} / {s['beta']['median']:.2f} | {shares} "
-              f"| {', '.join(s['non_finite']) or 'none'} |")
+        print("| " + " | ".join([name, *lda_stats_cells(s)]) + " |")
     if out:
         Path(out).write_text(json.dumps(stats, indent=2) + "\n")
         print(out)

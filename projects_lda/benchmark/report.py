@@ -204,7 +204,42 @@ def analysis_tables(results, comparisons, references):
                        ("own_class", "group_sibling", "other_group", "missed")]
                 lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + coverage_tables(results))
+
+
+def coverage_tables(results):
+    """
+    Markdown lines: per run, the classes never predicted and those at segm AP 0, by frequency
+    group (what an AP average hides at hundreds of classes); then LDA's inner workings of the
+    runs that recorded them (``lda_stats``: alpha at each quarter of training, the windowed
+    accuracies, beta's range, the loss terms' shares of the total loss).
+    """
+    lines = []
+    for method, runs in results.items():
+        for s, run in runs.items():
+            a = run.get("analysis", {})
+            if "detections_per_class" not in a:
+                continue
+            freq = {str(k): v for k, v in a["class_frequency"].items()}
+            never = {str(k) for k, n in a["detections_per_class"].items() if n == 0}
+            zero = {str(k) for k, v in a["segm"]["per_class_ap"].items() if v == 0}
+            cells = [" / ".join(str(sum(freq.get(k) == g for k in ks)) for g in "rcf")
+                     for ks in (never, zero)]
+            lines.append(f"| {method} | {s} | {cells[0]} | {cells[1]} |")
+    if lines:  # records made before the counts were kept have none
+        lines = ["| method | seed | classes never predicted (r / c / f) "
+                 "| segm AP 0 (r / c / f) |", "|---|---|---|---|", *lines, ""]
+    stats = [(m, s, run["lda_stats"]) for m, runs in results.items()
+             for s, run in runs.items() if "lda_stats" in run]
+    if stats:
+        from .plot_analysis import LDA_STATS_COLUMNS, lda_stats_cells
+
+        lines += ["| method | seed | " + " | ".join(LDA_STATS_COLUMNS) + " |",
+                  "|---" * (2 + len(LDA_STATS_COLUMNS)) + "|"]
+        lines += ["| " + " | ".join([m, str(s), *lda_stats_cells(st)]) + " |"
+                  for m, s, st in stats]
+        lines.append("")
+    return lines
 
 
 def build_report(results, baseline, n_bootstrap):

@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -130,6 +131,11 @@ def analyse_run(val_json, results_json, max_dets):
         }
     out["class_image_count"] = {c["id"]: c.get("image_count") for c in cats}
     out["class_frequency"] = {c["id"]: c.get("frequency") for c in cats}
+    # how often each class is predicted at all: a class a model never outputs (its scores always
+    # below the others' within the per-image cap) shows here, not in an AP of 0
+    with open(results_json) as f:
+        counts = Counter(r["category_id"] for r in json.load(f))
+    out["detections_per_class"] = {c["id"]: counts.get(c["id"], 0) for c in cats}
     return out
 
 
@@ -195,6 +201,16 @@ def run_one(config_file, out_dir, seed, opts):
     except Exception as e:  # noqa: BLE001
         logger.warning("%s: error analysis failed: %s", out_dir, e)
         record["analysis_error"] = f"{type(e).__name__}: {e}"
+    if cfg.MODEL.ROI_HEADS.NAME == "LDAROIHeads":
+        # LDA's inner workings (alpha, the accuracies, beta, the loss terms) kept with the
+        # record: the run folder with its metrics.json is not tracked, the record is
+        from .plot_analysis import lda_stats
+
+        try:  # as the analysis: a failure is recorded, the run kept (SystemExit: no LDA rows)
+            record["lda_stats"] = lda_stats(out_dir)
+        except (Exception, SystemExit) as e:  # noqa: BLE001
+            logger.warning("%s: lda_stats failed: %s", out_dir, e)
+            record["lda_stats_error"] = f"{type(e).__name__}: {e}"
     tmp = Path(out_dir) / "run.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, Path(out_dir) / "run.json")  # written last: marks the run as finished
