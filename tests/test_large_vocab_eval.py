@@ -202,6 +202,47 @@ def test_match_records_stay_bounded_and_cut_like_one_sort():
         store.cat_index(np.array([10, 25]))
 
 
+def _hand_made_records():
+    """Six detections at IoU 0.5, area "all": two in the top bin (one matched), one matched in
+    the second, one ignored there, one unmatched in the first, one not evaluated."""
+    rec = np.zeros(6, dtype=large_vocab.RECORD)
+    rec["score"] = [0.95, 0.91, 0.15, 0.12, 0.05, 0.9]
+    rec["evaluated"] = [True, True, True, True, True, False]
+    flags = np.zeros((large_vocab.T, large_vocab.A, 6), bool)
+    flags[:, :, [0, 2, 5]] = True  # matched at every threshold and area
+    rec["matched"] = large_vocab._bits(flags)
+    ignored = np.zeros_like(flags)
+    ignored[:, :, 3] = True
+    rec["ignored"] = large_vocab._bits(ignored)
+    return rec
+
+
+def test_reliability_bins_precision_and_ece_by_hand(tmp_path, capsys):
+    r = large_vocab.reliability(_hand_made_records(), bins=10)
+    assert r["count"].tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert r["precision"][[0, 1, 9]] == pytest.approx([0.0, 1.0, 0.5])
+    assert np.isnan(r["precision"][2])
+    assert r["mean_score"][[0, 1, 9]] == pytest.approx([0.05, 0.15, 0.93])
+    # (2 |0.5 - 0.93| + |1 - 0.15| + |0 - 0.05|) / 4
+    assert r["ece"] == pytest.approx(1.76 / 4)
+    assert r["bin_error"] == pytest.approx((0.05 + 0.85 + 0.43) / 3)
+    assert large_vocab.reliability(_hand_made_records(), bins=2)["count"].tolist() == [2, 2]
+    with pytest.raises(ValueError, match="iou=0.52: not one of the evaluation's thresholds"):
+        large_vocab.reliability(_hand_made_records(), iou=0.52)
+    # empty: no detection counts, ECE 0, no NaN warning turned error
+    empty = large_vocab.reliability(np.zeros(0, dtype=large_vocab.RECORD))
+    assert empty["count"].sum() == 0 and empty["ece"] == 0.0 == empty["bin_error"]
+
+    from projects_lda.benchmark import plot_analysis as pa
+
+    np.save(tmp_path / "r.npy", _hand_made_records())
+    stats = pa.main(["reliability", "--run", f"lda={tmp_path / 'r.npy'}", "--bins", "2",
+                     "--out", str(tmp_path / "rel.png")])
+    assert stats["lda"]["ece"] == pytest.approx((2 * abs(0.5 - 0.1) + 2 * abs(0.5 - 0.93)) / 4)
+    assert (tmp_path / "rel.png").stat().st_size > 0
+    assert "lda" in capsys.readouterr().out
+
+
 def test_lvis_precision_on_a_hand_made_list():
     # ranked: TP, FP, ignored, TP; 4 objects: recall 0.25, 0.25, 0.25, 0.5
     tps = np.array([[True, False, False, True]])

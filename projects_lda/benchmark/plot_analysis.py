@@ -14,6 +14,12 @@ Analysis figures of the LDA paper for trained detectors (matplotlib, PNG).
     # LDA's inner workings in figures (no PNG): alpha at each quarter of training, the accuracies,
     # each loss term over the last fifth, beta's range, non-finite values
     python tools/plot_analysis.py lda-stats --run output/lda [--run ...] [--out stats.json]
+    # precision against score, all classes pooled (what AP-pool rewards), from the match records
+    # of an evaluation with TEST.LVIS_EVAL.METRICS including "pool"
+    python tools/plot_analysis.py reliability \
+        --run base=output/base/inference/lvis_embedded_test/lvis_match_records_bbox.npy \
+        --run lda=output/lda/inference/lvis_embedded_test/lvis_match_records_bbox.npy \
+        --out reliability.png
     # intra-class vs inter-class cosine distances of box-head features of ground-truth boxes
     python tools/plot_analysis.py feature-distances --run base=output/base \
         --run lda_no_div=output/lda_no_div --run lda=output/lda --dataset lvis_embedded_val \
@@ -43,6 +49,7 @@ from detectron2.modeling import build_model
 from ..config import get_project_cfg
 from ..data.frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
 from ..engine.checkpoint import SafeCheckpointer, load_checkpoint_file
+from ..evaluation.large_vocab import reliability
 from ..modeling.lda_loss import class_centres, importance_weights
 
 PRED = "roi_heads.box_predictor."
@@ -481,6 +488,39 @@ def plot_feature_distances(runs, dataset, out, max_images=None, space="box_head"
     return _save(fig, out)
 
 
+# ------------------------------------------------------------------------------ reliability
+def plot_reliability(runs, out, bins=10):
+    """
+    Precision against score per run, all classes pooled (``large_vocab.reliability``), from the
+    match records an AP-fixed / AP-pool evaluation saves (``inference/<dataset>/
+    lvis_match_records_<task>.npy``). Prints each run's detections, ECE and per-bin precision.
+    """
+    fig = Figure(figsize=(9, 4))
+    ax, ax_n = fig.subplots(1, 2)
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")
+    print(f"{'run':24s} {'detections':>10s} {'ECE':>6s} {'bins':>6s}  precision per score bin "
+          "(bins: |precision - score| averaged over the bins alike)")
+    stats = {}
+    for name, path in runs:
+        r = stats[name] = reliability(np.load(path), bins)
+        full = r["count"] > 0
+        ax.plot(r["mean_score"][full], r["precision"][full], marker="o", ms=3, label=name)
+        ax_n.plot(r["edges"][:-1] + 0.5 / bins, np.maximum(r["count"], 1), marker="o", ms=3,
+                  label=name)
+        print(f"{name:24s} {int(r['count'].sum()):10d} {r['ece']:6.3f} {r['bin_error']:6.3f}  "
+              + " ".join("  -  " if not n else f"{p:.2f}" for n, p in
+                         zip(r["count"], r["precision"])))
+    ax.set_xlabel("mean score in the bin")
+    ax.set_ylabel("precision at IoU 0.5 (all classes pooled)")
+    ax.set_title("reliability: what AP-pool rewards", fontsize=9)
+    ax.legend(fontsize=8)
+    ax_n.set_yscale("log")
+    ax_n.set_xlabel("score bin")
+    ax_n.set_ylabel("detections")
+    _save(fig, out)
+    return stats
+
+
 # ------------------------------------------------------------------------------ CLI
 def _save(fig, out):
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -499,11 +539,17 @@ def get_parser():
         ("ap-groups", "AP, APr, APc, APf per method from a benchmark's results.json"),
         ("per-class-ap", "per-class AP against training frequency, from a results.json"),
         ("lda-stats", "alpha, accuracies, loss terms, beta and non-finite values of LDA runs"),
+        ("reliability", "precision against score, classes pooled, from AP-pool match records"),
         ("feature-distances", "intra/inter-class distances of ground-truth box features")]}
     for name in ("weight-norms", "feature-distances", "lda-stats"):
         cmd[name].add_argument("--run", action="append", required=True,
                                help="NAME=OUTPUT_DIR or OUTPUT_DIR (repeatable)")
     cmd["alpha"].add_argument("--run", required=True, help="OUTPUT_DIR of an LDA run")
+    cmd["reliability"].add_argument(
+        "--run", action="append", required=True,
+        help="NAME=RECORDS.npy: inference/<dataset>/lvis_match_records_<task>.npy of a run "
+        "evaluated with TEST.LVIS_EVAL.METRICS including 'pool' or 'fixed' (repeatable)")
+    cmd["reliability"].add_argument("--bins", type=int, default=10)
     cmd["ap-groups"].add_argument("--results", required=True)
     cmd["ap-groups"].add_argument("--task", choices=("segm", "bbox"), default="segm")
     cmd["per-class-ap"].add_argument("--results", required=True)
@@ -534,6 +580,8 @@ def main(argv=None):
     runs = [parse_run(r) for r in a.run]
     if a.command == "lda-stats":
         return print_lda_stats(runs, a.out)
+    if a.command == "reliability":
+        return plot_reliability(runs, a.out, a.bins)
     if a.command == "weight-norms":
         return plot_weight_norms(runs, a.out)
     return plot_feature_distances(runs, a.dataset, a.out, a.max_images, a.space)

@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 __all__ = ["AREA_LABELS", "MatchRecords", "bootstrap_difference", "fixed_and_pooled_ap",
-           "gt_counts_per_image", "lvis_precision", "top_k_per_category"]
+           "gt_counts_per_image", "lvis_precision", "reliability", "top_k_per_category"]
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -297,6 +297,42 @@ def fixed_and_pooled_ap(records, num_gt, frequencies, metrics=("fixed", "pool"))
                 out["AP50-pool"] = _mean(p[t50])
                 out["AP75-pool"] = _mean(p[t75])
     return out
+
+
+def reliability(records, bins=10, iou=0.5):
+    """
+    Precision against score, all categories pooled: what AP-pool rewards, drawn. The records
+    that count at IoU ``iou`` (evaluated, not ignored; area "all") are put in ``bins`` equal
+    bins of the score over [0, 1]; per bin, how many, their mean score and the fraction of them
+    matched (the bin's precision). A score that is comparable across classes has a precision
+    that grows with it, a calibrated one lies on the diagonal.
+
+    Returns:
+        dict of ndarrays ``edges`` (bins + 1), ``count``, ``mean_score``, ``precision`` (NaN in
+        an empty bin), ``ece``: the count-weighted mean of |precision - mean score| over the
+        bins (the expected calibration error of the score read as a precision), and
+        ``bin_error``: the same mean with every non-empty bin weighted alike (at a low score
+        threshold most detections sit in the lowest bin, where every score is near its
+        precision, and the ECE says little about the high scores that decide AP-pool).
+    """
+    t = int(np.argmin(abs(IOU_THRS - iou)))
+    if not math.isclose(IOU_THRS[t], iou):
+        raise ValueError(f"iou={iou}: not one of the evaluation's thresholds {IOU_THRS.tolist()}")
+    bit = np.uint64(1) << np.uint64(t * A)  # area range 0, "all"
+    rec = records[records["evaluated"]]
+    rec = rec[(rec["ignored"] & bit) == 0]
+    score, tp = rec["score"], (rec["matched"] & bit) != 0
+    index = np.clip((score * bins).astype(np.int64), 0, bins - 1)  # a score of 1: the last bin
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_score = np.bincount(index, weights=score, minlength=bins) / count
+        precision = np.bincount(index, weights=tp, minlength=bins) / count
+    full = count > 0
+    gap = abs(precision[full] - mean_score[full])
+    return {"edges": np.linspace(0.0, 1.0, bins + 1), "count": count,
+            "mean_score": mean_score, "precision": precision,
+            "ece": float(np.sum(count[full] * gap) / max(1, count.sum())),
+            "bin_error": float(gap.mean()) if gap.size else 0.0}
 
 
 def gt_counts_per_image(annotations, cat_ids, image_ids):
