@@ -146,6 +146,10 @@ def test_lda_stats_by_hand(tmp_path, capsys):
     assert s["non_finite"] == ["loss_inter"]
     assert json.loads((tmp_path / "s.json").read_text())["lda"]["beta"]["max"] == s["beta"]["max"]
     assert "| lda | 0.000 / 0.100 / 0.200 / 0.300 | 40% |" in capsys.readouterr().out
+    # a run still training: the checkpoint last_checkpoint names gives the class frequencies
+    (tmp_path / "model_final.pth").rename(tmp_path / "model_0000099.pth")
+    (tmp_path / "last_checkpoint").write_text("model_0000099.pth")
+    assert pa.lda_stats(tmp_path)["beta"] == s["beta"]
 
 
 # ------------------------------------------------------------------------------ AP groups

@@ -69,8 +69,12 @@ def parse_run(spec):
 
 
 def load_state(run_dir):
-    """The model weights of ``run_dir/model_final.pth`` (errors name the file)."""
-    ckpt = load_checkpoint_file(str(Path(run_dir) / "model_final.pth"))
+    """The model weights of ``run_dir/model_final.pth``, or of the checkpoint ``last_checkpoint``
+    names while the run is still training (errors name the file)."""
+    path, tag = Path(run_dir) / "model_final.pth", Path(run_dir) / "last_checkpoint"
+    if not path.is_file() and tag.is_file():
+        path = Path(run_dir) / tag.read_text().strip()
+    ckpt = load_checkpoint_file(str(path))
     return ckpt.get("model", ckpt)
 
 
