@@ -509,8 +509,8 @@ def plot_reliability(runs, out, bins=10):
         r = stats[name] = reliability(np.load(path), bins)
         full = r["count"] > 0
         ax.plot(r["mean_score"][full], r["precision"][full], marker="o", ms=3, label=name)
-        ax_n.plot(r["edges"][:-1] + 0.5 / bins, np.maximum(r["count"], 1), marker="o", ms=3,
-                  label=name)
+        ax_n.plot((r["edges"][:-1] + 0.5 / bins)[full], r["count"][full], marker="o", ms=3,
+                  label=name)  # empty bins left out: the axis is logarithmic
         print(f"{name:24s} {int(r['count'].sum()):10d} {r['ece']:6.3f} {r['bin_error']:6.3f}  "
               + " ".join("  -  " if not n else f"{p:.2f}" for n, p in
                          zip(r["count"], r["precision"])))
