@@ -192,10 +192,11 @@ def read_metrics(path):
     return rows
 
 
-def alpha_curves(path):
-    """{'iteration', 'lda/alpha', 'lda/acc_unbalanced', 'lda/acc_balanced'} -> numpy arrays."""
+def alpha_curves(path, rows=None):
+    """{'iteration', 'lda/alpha', 'lda/acc_unbalanced', 'lda/acc_balanced'} -> numpy arrays,
+    from ``path`` or from its rows already read (``read_metrics(path)``)."""
     keys = ("lda/alpha", "lda/acc_unbalanced", "lda/acc_balanced")
-    rows = [r for r in read_metrics(path) if all(k in r for k in keys)]
+    rows = [r for r in (read_metrics(path) if rows is None else rows) if all(k in r for k in keys)]
     if not rows:
         raise SystemExit(f"{path}: no LDA rows (lda/alpha, ...): is this an LDA run?")
     data = {"iteration": np.array([r["iteration"] for r in rows])}
@@ -245,7 +246,7 @@ def lda_stats(run_dir, tail=0.2):
     """
     run_dir = Path(run_dir)
     rows = read_metrics(run_dir / "metrics.json")
-    data = alpha_curves(run_dir / "metrics.json")
+    data = alpha_curves(run_dir / "metrics.json", rows)
     it, alpha = data["iteration"], data["lda/alpha"]
     last = int(it[-1])
     out = {"iterations": last + 1,

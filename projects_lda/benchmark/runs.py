@@ -120,9 +120,11 @@ def _group_of(categories):
 
 def analyse_run(val_json, results_json, max_dets):
     """Per-class AP, TIDE breakdown and group confusions of one run, per task."""
+    with open(results_json) as f:  # read once: both tasks and the counts below use it
+        rows = json.load(f)
     out = {}
     for task in ("bbox", "segm"):
-        gt, ev = evaluate_results(val_json, results_json, task, max_dets)
+        gt, ev = evaluate_results(val_json, rows, task, max_dets)
         cats = gt.load_cats(gt.get_cat_ids())
         out[task] = {
             "per_class_ap": per_class_ap(gt, ev),
@@ -133,8 +135,7 @@ def analyse_run(val_json, results_json, max_dets):
     out["class_frequency"] = {c["id"]: c.get("frequency") for c in cats}
     # how often each class is predicted at all: a class a model never outputs (its scores always
     # below the others' within the per-image cap) shows here, not in an AP of 0
-    with open(results_json) as f:
-        counts = Counter(r["category_id"] for r in json.load(f))
+    counts = Counter(r["category_id"] for r in rows)
     out["detections_per_class"] = {c["id"]: counts.get(c["id"], 0) for c in cats}
     return out
 
