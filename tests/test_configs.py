@@ -129,6 +129,7 @@ def test_config_builds(path):
         assert not hasattr(heads.box_predictor, "cls_score")
         assert cfg.MODEL.LDA.GAMMA == 1.5 and cfg.MODEL.LDA.LAMBDA == 0.1
         assert cfg.MODEL.LDA.MARGIN == 1.0
+        assert cfg.MODEL.LDA.BALANCED_LOSS_FACTOR == 5.0  # not the paper's: docs/design.md
 
 
 @pytest.mark.parametrize("epochs", [12, 24, 36])
