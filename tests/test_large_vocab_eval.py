@@ -19,7 +19,8 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from projects_lda import get_project_cfg
 from projects_lda.evaluation import HotcocoLVISEvaluator, build_evaluator
 from projects_lda.evaluation import large_vocab
-from projects_lda.evaluation.synthetic import index_by_image, make_detections, make_lvis_like_gt
+from projects_lda.evaluation.synthetic import (index_by_image, make_detections,
+                                                make_lvis_like_gt, relabel_rare)
 
 NAME = "large_vocab_val"
 K = 25  # small enough that the cut bites on most categories, with ties at the cut
@@ -47,17 +48,7 @@ def _outputs(gt):
 def synthetic(tmp_path_factory):
     gt = make_lvis_like_gt(20, 30, seed=11, image_size=(120, 160), instances_per_image=5,
                            neg_per_image=5)
-    # at 20 images rare categories hardly appear: give every 6th object a rare category, so that
-    # the rare pool and APr count
-    rare = [c["id"] for c in gt["categories"] if c["frequency"] == "r"]
-    images = {img["id"]: img for img in gt["images"]}
-    for i, a in enumerate(gt["annotations"][::6]):
-        a["category_id"] = rare[i % len(rare)]
-        img = images[a["image_id"]]
-        img["neg_category_ids"] = [c for c in img["neg_category_ids"] if c != a["category_id"]]
-        img["not_exhaustive_category_ids"] = [
-            c for c in img["not_exhaustive_category_ids"]
-            if c in {b["category_id"] for b in gt["annotations"] if b["image_id"] == img["id"]}]
+    relabel_rare(gt, 6)  # so that the rare pool and APr count
     path = tmp_path_factory.mktemp("large_vocab") / "val.json"
     path.write_text(json.dumps(gt))
     if NAME in MetadataCatalog.list():

@@ -8,20 +8,14 @@ import pytest
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 
 from projects_lda.evaluation.lvis_api_grouped import lvis_eval_by_category_group
-from projects_lda.evaluation.synthetic import make_detections, make_lvis_like_gt
+from projects_lda.evaluation.synthetic import make_detections, make_lvis_like_gt, relabel_rare
 
 
 @pytest.fixture(scope="module")
 def gt_and_rows(tmp_path_factory):
     gt = make_lvis_like_gt(24, 40, seed=5, image_size=(96, 128), instances_per_image=6,
                            neg_per_image=6)
-    # rare categories hardly appear in 24 images: give every 5th object one, so APr counts
-    rare = [c["id"] for c in gt["categories"] if c["frequency"] == "r"]
-    images = {img["id"]: img for img in gt["images"]}
-    for i, a in enumerate(gt["annotations"][::5]):
-        a["category_id"] = rare[i % len(rare)]
-        img = images[a["image_id"]]
-        img["neg_category_ids"] = [c for c in img["neg_category_ids"] if c != a["category_id"]]
+    relabel_rare(gt, 5)  # so that APr counts
     rows = []
     for img in gt["images"]:
         n = 0 if img["id"] % 7 == 0 else 60  # some images without detections
