@@ -247,6 +247,18 @@ def test_lvis_precision_on_a_hand_made_list():
     assert (p[0, 51:] == 0).all()
     assert (large_vocab.lvis_precision(np.zeros((2, 0), bool), np.zeros((2, 0), bool), 3)
             == 0).all()
+    # copies: the first twice, the FP left out, the rest once: the list TP, TP, ignored, TP of
+    # precision 1, 1, 1, 1 and recall 0.25, 0.5, 0.5, 0.75
+    lists = large_vocab.RankedLists(tps, ~tps & ~fps, np.ones(4, bool), [0, 4])
+    p = lists.precision(np.array([2, 0, 1, 1]), [4])
+    assert p.shape == (1, 1, 101)
+    assert (p[0, 0, :76] == 1.0).all() and (p[0, 0, 76:] == 0).all()
+    # two lists in one: the second (the hand-made list again) as if alone
+    lists = large_vocab.RankedLists(np.tile(tps, 2), np.tile(~tps & ~fps, 2), np.ones(8, bool),
+                                    [0, 4, 8])
+    p = lists.precision(np.array([0, 0, 0, 0, 1, 1, 1, 1]), [4, 4])
+    assert (p[0, 0] == 0).all()
+    np.testing.assert_array_equal(p[0, 1], large_vocab.lvis_precision(tps, fps, 4)[0])
 
 
 def _half_on_each_rank(gt_path, rank):
@@ -290,34 +302,90 @@ def test_bad_settings_are_named(synthetic):
     assert {k: v for k, v in res["bbox"].items() if v != 0.0} == {"APl-fixed": -100.0}
 
 
-def test_bootstrap_of_differences_from_the_saved_records(synthetic, tmp_path):
-    """The evaluator saves its kept records; the bootstrap's point estimate is the difference of
-    the two evaluations, its interval contains it, and a method against itself gives 0."""
+@pytest.fixture(scope="module")
+def saved_records(synthetic, tmp_path_factory):
+    """Two methods' match records as the evaluator saves them: the synthetic detections (a),
+    and the same with the scores of each image reversed in rank (b, worse); with their
+    evaluations and the set's per-image object counts."""
     outputs = synthetic["outputs"]
-    worse = []  # the same detections, the scores of each image reversed in rank
+    worse = []
     for inp, out in outputs:
         inst = out["instances"]
         inst = inst[torch.argsort(inst.scores)] if len(inst) else inst
         inst.scores = inst.scores.flip(0)
         worse.append((inp, {"instances": inst}))
-    res, records = {}, {}
+    out = {"res": {}, "records": {}}
     for name, outs in (("a", outputs), ("b", worse)):
+        folder = tmp_path_factory.mktemp(f"records_{name}")
         ev = HotcocoLVISEvaluator(NAME, tasks=("bbox",), metrics=("fixed", "pool"),
-                                  dets_per_category=K, output_dir=str(tmp_path / name))
-        res[name] = _run(ev, outs)["bbox"]
-        records[name] = np.load(tmp_path / name / "lvis_match_records_bbox.npy")
+                                  dets_per_category=K, output_dir=str(folder))
+        out["res"][name] = _run(ev, outs)["bbox"]
+        out["records"][name] = np.load(folder / "lvis_match_records_bbox.npy")
     gt = synthetic["gt"]
     cats = sorted(gt["categories"], key=lambda c: c["id"])
-    image_ids = [img["id"] for img in gt["images"]]
-    counts = large_vocab.gt_counts_per_image(gt["annotations"], [c["id"] for c in cats],
-                                             image_ids)
-    freq = [c["frequency"] for c in cats]
-    ci = large_vocab.bootstrap_difference(records["a"], records["b"], counts, image_ids, freq, K,
-                                          n_bootstrap=20)
+    out["image_ids"] = [img["id"] for img in gt["images"]]
+    out["counts"] = large_vocab.gt_counts_per_image(gt["annotations"], [c["id"] for c in cats],
+                                                    out["image_ids"])
+    out["freq"] = [c["frequency"] for c in cats]
+    return out
+
+
+def test_bootstrap_of_differences_from_the_saved_records(saved_records):
+    """The bootstrap's point estimate is the difference of the two evaluations, its interval
+    contains it, and a method against itself gives 0."""
+    res, records = saved_records["res"], saved_records["records"]
+    args = saved_records["counts"], saved_records["image_ids"], saved_records["freq"], K
+    ci = large_vocab.bootstrap_difference(records["a"], records["b"], *args, n_bootstrap=20)
     for m in ("AP-fixed", "AP-pool"):
         diff, lo, hi = ci[m]
         assert diff == pytest.approx(res["b"][m] - res["a"][m], abs=1e-9), m
         assert lo <= diff <= hi and diff < -1.0, (m, ci[m])  # reversed scores are worse
-    same = large_vocab.bootstrap_difference(records["a"], records["a"], counts, image_ids, freq,
-                                            K, n_bootstrap=5)
+    same = large_vocab.bootstrap_difference(records["a"], records["a"], *args, n_bootstrap=5)
     assert all(v == (0.0, 0.0, 0.0) for v in same.values())
+    bad = records["a"].copy()
+    bad["image"][3] = 10 ** 6
+    with pytest.raises(ValueError, match="image id 1000000 of the records is not an image"):
+        large_vocab.bootstrap_samples(bad, *args, n_bootstrap=1)
+
+
+def _resampled(records, image_ids, multiplicity):
+    """A bootstrap sample written out: each image's records repeated as often as the image was
+    drawn, each copy a new image (its key orders the copies)."""
+    pos = np.searchsorted(image_ids, records["image"])
+    m = multiplicity[pos]
+    out = np.repeat(records, m)
+    copy = np.arange(len(out)) - np.repeat(np.cumsum(m) - m, m)
+    out["image"] = np.repeat(pos, m) * (int(multiplicity.max()) + 1) + copy
+    return out
+
+
+def test_copies_equal_the_resample_written_out(saved_records):
+    """A resample evaluated as copies of the ranked records (no detection repeated, no sort)
+    equals the resample written out as records, cut to the top K and evaluated: every
+    AP-fixed and AP-pool key, bit for bit. The scores are made distinct first (the synthetic
+    ones have ties within an image, where the two would order tied copies differently)."""
+    rec = saved_records["records"]["a"].copy()
+    rec["score"] += np.random.default_rng(0).permutation(len(rec)) * 1e-9
+    image_ids = np.asarray(sorted(saved_records["image_ids"]))
+    counts, freq = saved_records["counts"], saved_records["freq"]
+    ranked = large_vocab.RankedRecords(rec, counts.shape[1])
+    pos = np.searchsorted(image_ids, ranked.records["image"])
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        mult = np.bincount(rng.integers(0, len(image_ids), len(image_ids)),
+                           minlength=len(image_ids))
+        num_gt = np.tensordot(mult, counts, axes=1)
+        written = large_vocab.fixed_and_pooled_ap(
+            large_vocab.top_k_per_category(_resampled(rec, image_ids, mult), K), num_gt, freq)
+        copies = ranked.copies_in_top_k(mult[pos], K)
+        assert copies.sum() < mult[pos].sum()  # the cut bites
+        assert ranked.average_precision(num_gt, freq, copies=copies) == written
+
+
+def test_recall_counts_match_lvis_apis_float_comparison():
+    n = np.arange(1, 3001)
+    need = large_vocab._recall_counts(n)
+    thr = large_vocab.REC_THRS
+    assert (need / n[:, None] >= thr).all()
+    assert ((need - 1) / n[:, None] < thr).all()
+    assert need[:, 0].tolist() == [0] * len(n) and (need[:, -1] == n).all()

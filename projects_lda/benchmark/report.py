@@ -143,15 +143,25 @@ def compare_runs(results, references, n_bootstrap, seed=0):
 def _large_vocab_ci(run, paths, task, n_bootstrap, seed):
     """AP-fixed / AP-pool differences (run b - run a) with bootstrap intervals, from the two
     runs' saved match records (``paths``: a's, b's) on the run's evaluation set."""
+    from ..evaluation import large_vocab
+
+    k = CfgNode.load_cfg(run["config"]).TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY
+    return large_vocab.paired_interval(*(_large_vocab_samples(p, run["val_json"], k,
+                                                              n_bootstrap, seed)
+                                         for p in paths))
+
+
+@functools.lru_cache(maxsize=None)
+def _large_vocab_samples(path, val_json, k, n_bootstrap, seed):
+    """One run's AP-fixed / AP-pool on the bootstrap resamples: computed once, however many
+    runs it is compared with (the resamples depend on the seed and the set only)."""
     import numpy as np
 
     from ..evaluation import large_vocab
 
-    images, counts, frequencies = _ground_truth_counts(run["val_json"])
-    k = CfgNode.load_cfg(run["config"]).TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY
-    a, b = (np.load(p) for p in paths)
-    return large_vocab.bootstrap_difference(a, b, counts, images, frequencies, k, LARGE_VOCAB_CI,
-                                            n_bootstrap, seed)
+    images, counts, frequencies = _ground_truth_counts(val_json)
+    return large_vocab.bootstrap_samples(np.load(path), counts, images, frequencies, k,
+                                         LARGE_VOCAB_CI, n_bootstrap, seed)
 
 
 @functools.lru_cache(maxsize=4)

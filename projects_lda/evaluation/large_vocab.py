@@ -32,8 +32,10 @@ import math
 
 import numpy as np
 
-__all__ = ["AREA_LABELS", "MatchRecords", "bootstrap_difference", "fixed_and_pooled_ap",
-           "gt_counts_per_image", "lvis_precision", "reliability", "top_k_per_category"]
+__all__ = ["AREA_LABELS", "MatchRecords", "RankedLists", "RankedRecords",
+           "bootstrap_difference", "bootstrap_samples", "fixed_and_pooled_ap",
+           "gt_counts_per_image", "lvis_precision", "paired_interval", "reliability",
+           "top_k_per_category"]
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -219,24 +221,214 @@ def lvis_precision(tps, fps, num_gt):
     Returns:
         ndarray[T', 101].
     """
-    tp = np.cumsum(tps, axis=1, dtype=np.float64)
-    fp = np.cumsum(fps, axis=1, dtype=np.float64)
-    out = np.zeros((tp.shape[0], len(REC_THRS)))
-    if tp.shape[1] == 0:
-        return out
-    rc = tp / num_gt
-    pr = tp / (fp + tp + np.spacing(1))
-    pr = np.flip(np.maximum.accumulate(np.flip(pr, axis=1), axis=1), axis=1)
-    for t in range(tp.shape[0]):
-        idx = np.searchsorted(rc[t], REC_THRS, side="left")
-        ok = idx < tp.shape[1]  # beyond the recall reached: precision 0
-        out[t, ok] = pr[t, idx[ok]]
-    return out
+    tps, fps = np.asarray(tps, bool), np.asarray(fps, bool)
+    lists = RankedLists(tps, ~tps & ~fps, np.ones(tps.shape[1], bool), [0, tps.shape[1]])
+    return lists.precision(np.ones(tps.shape[1], np.int64), [num_gt])[:, 0]
+
+
+def _recall_counts(num_gt):
+    """(R, 101) the fewest true positives ``j`` with ``j / num_gt >= threshold`` in float64, as
+    lvis-api compares its recall with each threshold: true-positive counts are integers, so the
+    first rank reaching a threshold is found by an integer search (exact) instead of a float
+    one."""
+    n = np.asarray(num_gt, dtype=np.float64)[:, None]
+    j = np.ceil(REC_THRS * n)
+    # the product's rounding can put the ceiling one off: correct it with the division itself
+    j = np.where((j - 1) / n >= REC_THRS, j - 1, j)
+    j = np.where(j / n < REC_THRS, j + 1, j)
+    return j.astype(np.int64)
+
+
+class RankedLists:
+    """
+    Ranked lists of detections (one per category, or one per pool), reduced to what lvis-api's
+    interpolated precision depends on, so that it can be computed again for any number of
+    copies of each detection (a bootstrap sample) without a pass over every detection and
+    threshold.
+
+    The curve only needs the true positives: lvis-api takes, for each recall threshold, the
+    highest precision at or after the first rank reaching it; that rank is a true positive (or
+    the list's first, for a threshold of 0), and the precision after a false positive or an
+    ignored detection is at most that of the true positive before it. So precision is computed
+    at the true positives only ("events"), with the false positives before each from running
+    sums: counted detections (one sum, the same at every IoU threshold) less the ignored ones
+    and the true positives (both sparse). The copies of a detection add at once: their curve
+    ranked one after the other. Exact: the tests check it against lvis-api, ties included.
+
+    Args:
+        tp, ignored (ndarray[T', D] bool): per IoU threshold, in rank order: true positive;
+            ignored (matched to an ignored object, or outside the area range).
+        evaluated (ndarray[D] bool): the detections that count at all (their category is
+            evaluated on their image).
+        starts (ndarray[R + 1] int): list ``r`` is ``starts[r]:starts[r + 1]``.
+    """
+
+    def __init__(self, tp, ignored, evaluated, starts):
+        self.num_thresholds, width = tp.shape
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.num_lists = len(self.starts) - 1
+        self.evaluated = np.asarray(evaluated, bool)
+        # events in (threshold, rank) order: the key t * width + rank sorts them all
+        t, self.tp_pos = np.nonzero(tp & self.evaluated[None, :])
+        it, self.ig_pos = np.nonzero(ignored & self.evaluated[None, :])
+        tp_key, ig_key = t * width + self.tp_pos, it * width + self.ig_pos
+        row = np.searchsorted(self.starts, self.tp_pos, side="right") - 1
+        self.group = t * self.num_lists + row  # (threshold, list) of each event, sorted
+        groups = self.num_thresholds * self.num_lists
+        self.bounds = np.searchsorted(self.group, np.arange(groups + 1))
+        self.first = self.starts[row]  # the first rank of each event's list
+        # where the running sums stand just before each event's list and at each event, as
+        # indices into sums that start with a 0: fixed, whatever the copies
+        before_list = t * width + self.first - 1
+        self.tp_before = np.searchsorted(tp_key, before_list, side="right")
+        self.ig_at = np.searchsorted(ig_key, tp_key, side="right")
+        self.ig_before = np.searchsorted(ig_key, before_list, side="right")
+        group_t = np.repeat(np.arange(self.num_thresholds), self.num_lists)
+        group_first = np.tile(self.starts[:-1], self.num_thresholds)
+        self.group_tp_before = np.searchsorted(tp_key, group_t * width + group_first - 1,
+                                               side="right")
+
+    def precision(self, copies, num_gt):
+        """
+        Args:
+            copies (ndarray[D] int): copies of each detection (0: left out).
+            num_gt (ndarray[R] int): objects that count per list (> 0).
+        Returns:
+            ndarray[T', R, 101]: lvis-api's interpolated precision.
+        """
+        groups = self.num_thresholds * self.num_lists
+        out = np.zeros((groups, len(REC_THRS)))
+        n = len(self.tp_pos)
+        if n:
+            tp_sum = np.r_[0, np.cumsum(copies[self.tp_pos])]
+            ig_sum = np.r_[0, np.cumsum(copies[self.ig_pos])]
+            counted = np.r_[0, np.cumsum(np.where(self.evaluated, copies, 0))]
+            tp = tp_sum[1:] - tp_sum[self.tp_before]
+            fp = (counted[self.tp_pos + 1] - counted[self.first]
+                  - (ig_sum[self.ig_at] - ig_sum[self.ig_before]) - tp)
+            pr = tp / (tp + fp + np.spacing(1))
+            # the highest precision from each event to the end of its list: a running maximum
+            # from the end over integer keys, each precision's rank offset by its list's, so
+            # that the maximum restarts at each list and maps back to the exact value
+            order = np.argsort(pr, kind="stable")
+            rank = np.empty(n, np.int64)
+            rank[order] = np.arange(n)
+            offset = (groups - 1 - self.group) * n
+            best = np.maximum.accumulate((offset + rank)[::-1])[::-1] - offset
+            envelope = pr[order[best]]
+            # the first event of each list whose true positives reach each threshold's count:
+            # the sums never decrease, so one search serves every list
+            need = np.tile(_recall_counts(num_gt), (self.num_thresholds, 1))
+            idx = np.searchsorted(tp_sum[1:], tp_sum[self.group_tp_before][:, None] + need)
+            idx = np.maximum(idx, self.bounds[:-1, None])
+            hit = idx < self.bounds[1:, None]  # beyond the recall reached: precision 0
+            out[hit] = envelope[idx[hit]]
+        return out.reshape(self.num_thresholds, self.num_lists, len(REC_THRS))
 
 
 def _mean(p):
     p = p[p > -1]
     return float(np.mean(p)) if p.size else -1.0
+
+
+def _flags(bits, a):
+    """(T, D) booleans of one area range from the records' bit sets."""
+    shifts = (np.arange(T, dtype=np.uint64) * np.uint64(A) + np.uint64(a))[:, None]
+    return ((bits[None, :] >> shifts) & np.uint64(1)).astype(bool)
+
+
+class RankedRecords:
+    """
+    One method's kept records ranked once, for both curves: per category by rank
+    (``rank_order``) for AP-fixed, and all categories together by score for AP-pool. Evaluated
+    as they are, or with a number of copies of each record (a bootstrap sample of the images):
+    the copies of a record are then ranked one after the other (exact wherever no two
+    detections of an image and category share a score; lvis-api would interleave such tied
+    copies image copy by image copy).
+
+    Args:
+        records (ndarray of RECORD): the kept detections, evaluated or not (the unevaluated
+            ones take their place in a top-K cut, then count for nothing).
+        num_cats (int): categories in the evaluation set.
+    """
+
+    def __init__(self, records, num_cats):
+        self.records = rec = records[rank_order(records)]
+        self.starts = np.searchsorted(rec["cat"], np.arange(num_cats + 1))
+        self._by_category = {}
+        # AP-pool's lists, one after the other: all categories, then the rare, common and
+        # frequent ones; each by score, then image, category and the model's order (the
+        # reference concatenates its per-image, per-category lists in that order)
+        self._pool_order = np.lexsort([rec["order"], rec["cat"], rec["image"], -rec["score"]])
+        self._pools = None
+
+    def _lists(self, a, index, starts):
+        rec = self.records[index]
+        matched, ignored = _flags(rec["matched"], a), _flags(rec["ignored"], a)
+        return RankedLists(matched & ~ignored, ignored, rec["evaluated"], starts)
+
+    def _category_lists(self, a):
+        if a not in self._by_category:
+            self._by_category[a] = self._lists(a, slice(None), self.starts)
+        return self._by_category[a]
+
+    def _pool_lists(self, freq):
+        """The pools' records (indices into the records, concatenated) and their lists."""
+        if self._pools is None or not np.array_equal(self._pools[0], freq):
+            cat = self.records["cat"][self._pool_order]
+            parts = [self._pool_order] + [self._pool_order[freq[cat] == g] for g in "rcf"]
+            index = np.concatenate(parts)
+            starts = np.r_[0, np.cumsum([len(x) for x in parts])]
+            self._pools = freq, index, self._lists(0, index, starts)
+        return self._pools[1:]
+
+    def copies_in_top_k(self, copies, k):
+        """Copies of each record that stay in the top ``k`` of its category."""
+        total = np.r_[0, np.cumsum(copies)]
+        before = total[:-1] - np.repeat(total[self.starts[:-1]], np.diff(self.starts))
+        return np.clip(k - before, 0, copies)
+
+    def average_precision(self, num_gt, frequencies, metrics=("fixed", "pool"), copies=None,
+                          all_areas=True):
+        """
+        AP-fixed and AP-pool (the keys of ``fixed_and_pooled_ap``; without the area ranges
+        small, medium and large unless ``all_areas``).
+
+        Args:
+            num_gt (ndarray[K, A]): objects that count per category and area range.
+            frequencies (list[str]): "r", "c" or "f" per category.
+            copies (ndarray[D] int or None): copies of each record (in ``self.records``'s
+                order), after any top-K cut; None: one each.
+        """
+        num_cats = num_gt.shape[0]
+        freq = np.asarray(frequencies)
+        w = np.ones(len(self.records), np.int64) if copies is None else copies
+        t50, t75 = int(np.argmin(abs(IOU_THRS - 0.5))), int(np.argmin(abs(IOU_THRS - 0.75)))
+        out = {}
+        if "fixed" in metrics:
+            precision = np.empty((T, len(REC_THRS), num_cats, A))
+            for a in range(A if all_areas else 1):
+                p = self._category_lists(a).precision(w, np.maximum(num_gt[:, a], 1))
+                precision[:, :, :, a] = p.transpose(0, 2, 1)
+                # categories where nothing counts are skipped, as lvis-api skips them (-1)
+                precision[:, :, num_gt[:, a] == 0, a] = -1
+            out["AP-fixed"] = _mean(precision[:, :, :, 0])
+            out["AP50-fixed"] = _mean(precision[t50, :, :, 0])
+            out["AP75-fixed"] = _mean(precision[t75, :, :, 0])
+            if all_areas:
+                for a, label in zip(range(1, A), "sml"):
+                    out[f"AP{label}-fixed"] = _mean(precision[:, :, :, a])
+            for g in "rcf":
+                out[f"AP{g}-fixed"] = _mean(precision[:, :, freq == g, 0])
+        if "pool" in metrics:
+            index, lists = self._pool_lists(freq)
+            n = [int(num_gt[:, 0].sum())] + [int(num_gt[freq == g, 0].sum()) for g in "rcf"]
+            p = lists.precision(w[index], np.maximum(n, 1))
+            for i, pool in enumerate(("", "r", "c", "f")):
+                out[f"AP{pool}-pool"] = _mean(p[:, i]) if n[i] else -1.0
+            out["AP50-pool"] = _mean(p[t50, 0]) if n[0] else -1.0
+            out["AP75-pool"] = _mean(p[t75, 0]) if n[0] else -1.0
+        return out
 
 
 def fixed_and_pooled_ap(records, num_gt, frequencies, metrics=("fixed", "pool")):
@@ -254,49 +446,8 @@ def fixed_and_pooled_ap(records, num_gt, frequencies, metrics=("fixed", "pool"))
         APr-fixed APc-fixed APf-fixed``; for "pool" ``AP-pool AP50-pool AP75-pool APr-pool
         APc-pool APf-pool``; fractions in [0, 1], -1 where nothing counts (as lvis-api).
     """
-    records = records[records["evaluated"]]
-    num_cats = num_gt.shape[0]
-    freq = np.asarray(frequencies)
-    t50, t75 = int(np.argmin(abs(IOU_THRS - 0.5))), int(np.argmin(abs(IOU_THRS - 0.75)))
-    out = {}
-    if "fixed" in metrics:
-        precision = -np.ones((T, len(REC_THRS), num_cats, A))
-        records = records[rank_order(records)]
-        bounds = np.searchsorted(records["cat"], np.arange(num_cats + 1))
-        for k in range(num_cats):
-            rec = records[bounds[k]:bounds[k + 1]]
-            matched, ignored = _unbits(rec["matched"]), _unbits(rec["ignored"])
-            for a in range(A):
-                if num_gt[k, a] == 0:
-                    continue
-                m, ig = matched[:, a], ignored[:, a]
-                precision[:, :, k, a] = lvis_precision(m & ~ig, ~m & ~ig, num_gt[k, a])
-        out["AP-fixed"] = _mean(precision[:, :, :, 0])
-        out["AP50-fixed"] = _mean(precision[t50, :, :, 0])
-        out["AP75-fixed"] = _mean(precision[t75, :, :, 0])
-        for a, label in zip(range(1, A), "sml"):
-            out[f"AP{label}-fixed"] = _mean(precision[:, :, :, a])
-        for g in "rcf":
-            out[f"AP{g}-fixed"] = _mean(precision[:, :, freq == g, 0])
-    if "pool" in metrics:
-        for pool in ("", "r", "c", "f"):
-            cats = np.ones(num_cats, bool) if not pool else freq == pool
-            rec = records[cats[records["cat"]]]
-            # image, then category, then the model's order among equal scores (the reference
-            # concatenates its per-image, per-category lists in that order)
-            rec = rec[np.lexsort([rec["order"], rec["cat"], rec["image"], -rec["score"]])]
-            n = int(num_gt[cats, 0].sum())
-            if n == 0:
-                p = -np.ones((T, len(REC_THRS)))
-            else:
-                m, ig = _unbits(rec["matched"])[:, 0], _unbits(rec["ignored"])[:, 0]
-                p = lvis_precision(m & ~ig, ~m & ~ig, n)
-            suffix = f"AP{pool}-pool"
-            out[suffix] = _mean(p)
-            if not pool:
-                out["AP50-pool"] = _mean(p[t50])
-                out["AP75-pool"] = _mean(p[t75])
-    return out
+    return RankedRecords(records, num_gt.shape[0]).average_precision(num_gt, frequencies,
+                                                                     metrics)
 
 
 def reliability(records, bins=10, iou=0.5):
@@ -349,14 +500,50 @@ def gt_counts_per_image(annotations, cat_ids, image_ids):
     return out
 
 
-def _resampled(records, image_ids, multiplicity):
-    """The records of a bootstrap sample: each image's records repeated as often as the image
-    was drawn, the copies told apart (and ordered) by a new image key."""
-    pos = np.searchsorted(image_ids, records["image"])
-    m = multiplicity[pos]
-    out = np.repeat(records, m)
-    copy = np.arange(len(out)) - np.repeat(np.cumsum(m) - m, m)
-    out["image"] = np.repeat(pos, m) * (int(multiplicity.max()) + 1) + copy
+def bootstrap_samples(records, gt_counts, image_ids, frequencies, k,
+                      metrics=("AP-fixed", "AP-pool"), n_bootstrap=1000, seed=0):
+    """
+    AP-fixed / AP-pool (in percent) of one method's match records on the evaluation set and on
+    ``n_bootstrap`` resamples of its images (each drawn image with all its objects and
+    detections). The resamples depend on ``seed`` and the set only, so two methods' samples of
+    the same seed pair up: their differences give a paired interval (``bootstrap_difference``)
+    and each method is evaluated once however many it is compared with. Resamples the top-K
+    records that were kept: exact where no category reached K (the embedded sets), an
+    approximation otherwise. The records are ranked once; a resample gives each as many
+    copies as its image was drawn (``RankedRecords``).
+
+    Returns:
+        {metric: ndarray[n_bootstrap + 1]}: the whole set's value first, then the resamples'.
+    """
+    image_ids = np.asarray(sorted(image_ids))
+    kinds = tuple(sorted({m.split("-")[1] for m in metrics}))
+    ranked = RankedRecords(records, gt_counts.shape[1])
+    image = ranked.records["image"]
+    pos = np.clip(np.searchsorted(image_ids, image), 0, len(image_ids) - 1)
+    if len(pos) and not np.array_equal(image_ids[pos], image):
+        raise ValueError(f"image id {int(image[image_ids[pos] != image][0])} of the records "
+                         "is not an image of the evaluation set")
+    rng = np.random.default_rng(seed)
+    out = {m: np.empty(n_bootstrap + 1) for m in metrics}
+    for i in range(n_bootstrap + 1):
+        mult = np.ones(len(image_ids), np.int64) if i == 0 else np.bincount(
+            rng.integers(0, len(image_ids), len(image_ids)), minlength=len(image_ids))
+        res = ranked.average_precision(np.tensordot(mult, gt_counts, axes=1), frequencies,
+                                       kinds, ranked.copies_in_top_k(mult[pos], k),
+                                       all_areas=False)
+        for m in metrics:
+            out[m][i] = 100 * res[m]
+    return out
+
+
+def paired_interval(samples_a, samples_b):
+    """{metric: (difference, lower, upper)}: b - a on the whole set, with the 95% percentile
+    interval of the paired resamples' differences (``bootstrap_samples`` of one seed)."""
+    out = {}
+    for m in samples_a:
+        d = samples_b[m] - samples_a[m]
+        out[m] = (float(d[0]), float(np.percentile(d[1:], 2.5)),
+                  float(np.percentile(d[1:], 97.5)))
     return out
 
 
@@ -365,29 +552,11 @@ def bootstrap_difference(records_a, records_b, gt_counts, image_ids, frequencies
     """
     Difference (b - a, in percent) of AP-fixed / AP-pool between two methods' match records of
     the same evaluation set, with a 95% percentile interval over ``n_bootstrap`` resamples of
-    the images (both methods on the same resampled images, each drawn image with all its
-    objects and detections). Resamples the top-K records that were kept: exact where no
-    category reached K (the embedded sets), an approximation otherwise.
+    the images (both methods on the same resampled images: ``bootstrap_samples``).
 
     Returns:
         {metric: (difference, lower, upper)}
     """
-    image_ids = np.asarray(sorted(image_ids))
-    kinds = tuple(sorted({m.split("-")[1] for m in metrics}))
-
-    def both(mult):
-        num_gt = np.tensordot(mult, gt_counts, axes=1)
-        res = [fixed_and_pooled_ap(top_k_per_category(_resampled(r, image_ids, mult), k),
-                                   num_gt, frequencies, kinds) for r in (records_a, records_b)]
-        return {m: 100 * (res[1][m] - res[0][m]) for m in metrics}
-
-    point = both(np.ones(len(image_ids), dtype=np.int64))
-    rng = np.random.default_rng(seed)
-    samples = {m: [] for m in metrics}
-    for _ in range(n_bootstrap):
-        mult = np.bincount(rng.integers(0, len(image_ids), len(image_ids)),
-                           minlength=len(image_ids))
-        for m, v in both(mult).items():
-            samples[m].append(v)
-    return {m: (point[m], float(np.percentile(samples[m], 2.5)),
-                float(np.percentile(samples[m], 97.5))) for m in metrics}
+    return paired_interval(*(bootstrap_samples(r, gt_counts, image_ids, frequencies, k, metrics,
+                                               n_bootstrap, seed)
+                             for r in (records_a, records_b)))
