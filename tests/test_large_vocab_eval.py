@@ -249,13 +249,12 @@ def test_lvis_precision_on_a_hand_made_list():
             == 0).all()
     # copies: the first twice, the FP left out, the rest once: the list TP, TP, ignored, TP of
     # precision 1, 1, 1, 1 and recall 0.25, 0.5, 0.5, 0.75
-    lists = large_vocab.RankedLists(tps, ~tps & ~fps, np.ones(4, bool), [0, 4])
+    lists = large_vocab.RankedLists(tps, ~tps & ~fps, [0, 4])
     p = lists.precision(np.array([2, 0, 1, 1]), [4])
     assert p.shape == (1, 1, 101)
     assert (p[0, 0, :76] == 1.0).all() and (p[0, 0, 76:] == 0).all()
     # two lists in one: the second (the hand-made list again) as if alone
-    lists = large_vocab.RankedLists(np.tile(tps, 2), np.tile(~tps & ~fps, 2), np.ones(8, bool),
-                                    [0, 4, 8])
+    lists = large_vocab.RankedLists(np.tile(tps, 2), np.tile(~tps & ~fps, 2), [0, 4, 8])
     p = lists.precision(np.array([0, 0, 0, 0, 1, 1, 1, 1]), [4, 4])
     assert (p[0, 0] == 0).all()
     np.testing.assert_array_equal(p[0, 1], large_vocab.lvis_precision(tps, fps, 4)[0])

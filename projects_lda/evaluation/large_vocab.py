@@ -222,7 +222,7 @@ def lvis_precision(tps, fps, num_gt):
         ndarray[T', 101].
     """
     tps, fps = np.asarray(tps, bool), np.asarray(fps, bool)
-    lists = RankedLists(tps, ~tps & ~fps, np.ones(tps.shape[1], bool), [0, tps.shape[1]])
+    lists = RankedLists(tps, ~tps & ~fps, [0, tps.shape[1]])
     return lists.precision(np.ones(tps.shape[1], np.int64), [num_gt])[:, 0]
 
 
@@ -251,27 +251,30 @@ class RankedLists:
     the list's first, for a threshold of 0), and the precision after a false positive or an
     ignored detection is at most that of the true positive before it. So precision is computed
     at the true positives only ("events"), with the false positives before each from running
-    sums: counted detections (one sum, the same at every IoU threshold) less the ignored ones
-    and the true positives (both sparse). The copies of a detection add at once: their curve
-    ranked one after the other. Exact: the tests check it against lvis-api, ties included.
+    sums of sparse events: the counted detections (not ignored) less the true positives, where
+    the counted ones are all the detections (one sum, the same at every IoU threshold) less the
+    ignored ones when few are ignored (area "all"), or are summed directly when most are (the
+    small, medium and large ranges). The copies of a detection add at once: their
+    curve ranked one after the other. Exact: the tests check it against lvis-api, ties
+    included.
 
     Args:
         tp, ignored (ndarray[T', D] bool): per IoU threshold, in rank order: true positive;
-            ignored (matched to an ignored object, or outside the area range).
-        evaluated (ndarray[D] bool): the detections that count at all (their category is
-            evaluated on their image).
+            ignored (matched to an ignored object, or outside the area range); a detection
+            that is neither is a false positive.
         starts (ndarray[R + 1] int): list ``r`` is ``starts[r]:starts[r + 1]``.
     """
 
-    def __init__(self, tp, ignored, evaluated, starts):
+    def __init__(self, tp, ignored, starts):
         self.num_thresholds, width = tp.shape
         self.starts = np.asarray(starts, dtype=np.int64)
         self.num_lists = len(self.starts) - 1
-        self.evaluated = np.asarray(evaluated, bool)
         # events in (threshold, rank) order: the key t * width + rank sorts them all
-        t, self.tp_pos = np.nonzero(tp & self.evaluated[None, :])
-        it, self.ig_pos = np.nonzero(ignored & self.evaluated[None, :])
-        tp_key, ig_key = t * width + self.tp_pos, it * width + self.ig_pos
+        t, self.tp_pos = np.nonzero(tp)
+        # sum whichever of the ignored and the counted detections is the fewer
+        self.count_ignored = 2 * np.count_nonzero(ignored) <= ignored.size
+        it, self.sum_pos = np.nonzero(ignored if self.count_ignored else ~ignored)
+        tp_key, sum_key = t * width + self.tp_pos, it * width + self.sum_pos
         row = np.searchsorted(self.starts, self.tp_pos, side="right") - 1
         self.group = t * self.num_lists + row  # (threshold, list) of each event, sorted
         groups = self.num_thresholds * self.num_lists
@@ -281,8 +284,8 @@ class RankedLists:
         # indices into sums that start with a 0: fixed, whatever the copies
         before_list = t * width + self.first - 1
         self.tp_before = np.searchsorted(tp_key, before_list, side="right")
-        self.ig_at = np.searchsorted(ig_key, tp_key, side="right")
-        self.ig_before = np.searchsorted(ig_key, before_list, side="right")
+        self.sum_at = np.searchsorted(sum_key, tp_key, side="right")
+        self.sum_before = np.searchsorted(sum_key, before_list, side="right")
         group_t = np.repeat(np.arange(self.num_thresholds), self.num_lists)
         group_first = np.tile(self.starts[:-1], self.num_thresholds)
         self.group_tp_before = np.searchsorted(tp_key, group_t * width + group_first - 1,
@@ -301,11 +304,13 @@ class RankedLists:
         n = len(self.tp_pos)
         if n:
             tp_sum = np.r_[0, np.cumsum(copies[self.tp_pos])]
-            ig_sum = np.r_[0, np.cumsum(copies[self.ig_pos])]
-            counted = np.r_[0, np.cumsum(np.where(self.evaluated, copies, 0))]
+            part_sum = np.r_[0, np.cumsum(copies[self.sum_pos])]
+            summed = part_sum[self.sum_at] - part_sum[self.sum_before]  # since the list's start
+            if self.count_ignored:
+                every = np.r_[0, np.cumsum(copies)]
+                summed = every[self.tp_pos + 1] - every[self.first] - summed
             tp = tp_sum[1:] - tp_sum[self.tp_before]
-            fp = (counted[self.tp_pos + 1] - counted[self.first]
-                  - (ig_sum[self.ig_at] - ig_sum[self.ig_before]) - tp)
+            fp = summed - tp
             pr = tp / (tp + fp + np.spacing(1))
             # the highest precision from each event to the end of its list: a running maximum
             # from the end over integer keys, each precision's rank offset by its list's, so
@@ -333,8 +338,26 @@ def _mean(p):
 
 def _flags(bits, a):
     """(T, D) booleans of one area range from the records' bit sets."""
-    shifts = (np.arange(T, dtype=np.uint64) * np.uint64(A) + np.uint64(a))[:, None]
-    return ((bits[None, :] >> shifts) & np.uint64(1)).astype(bool)
+    out = np.empty((T, len(bits)), bool)
+    for t in range(T):
+        np.not_equal(bits & np.uint64(1 << (t * A + a)), 0, out=out[t])
+    return out
+
+
+def _is_ranked(records):
+    """Whether ``records`` are in ``rank_order`` already (as ``top_k_per_category`` leaves
+    them): one pass over neighbours instead of a sort."""
+    if len(records) < 2:
+        return True
+    later = records[1:]
+    earlier = records[:-1]
+    in_order = np.zeros(len(later), bool)
+    tied = np.ones(len(later), bool)
+    for key, sign in (("cat", 1), ("score", -1), ("image", 1), ("order", 1)):
+        a, b = sign * earlier[key], sign * later[key]
+        in_order |= tied & (a < b)
+        tied &= a == b
+    return bool((in_order | tied).all())
 
 
 class RankedRecords:
@@ -353,33 +376,47 @@ class RankedRecords:
     """
 
     def __init__(self, records, num_cats):
-        self.records = rec = records[rank_order(records)]
+        self.records = rec = records if _is_ranked(records) else records[rank_order(records)]
         self.starts = np.searchsorted(rec["cat"], np.arange(num_cats + 1))
-        self._by_category = {}
+        # the curves are made of the evaluated records (the others only hold a place in the
+        # top K): their positions, their bit sets and their categories' bounds
+        self._evaluated = np.flatnonzero(rec["evaluated"])
+        ev = rec[["cat", "score", "image", "order", "matched", "ignored"]][self._evaluated]
+        self._bits = ev["matched"], ev["ignored"]
+        self._ev_starts = np.searchsorted(ev["cat"], np.arange(num_cats + 1))
+        # area "all": AP-fixed, AP-pool and every bootstrap resample need it
+        self._tp, self._ignored = self._counts_at(0)
+        self._all_areas = None
         # AP-pool's lists, one after the other: all categories, then the rare, common and
         # frequent ones; each by score, then image, category and the model's order (the
         # reference concatenates its per-image, per-category lists in that order)
-        self._pool_order = np.lexsort([rec["order"], rec["cat"], rec["image"], -rec["score"]])
+        self._pool_order = np.lexsort([ev["order"], ev["cat"], ev["image"], -ev["score"]])
+        self._pool_cat = ev["cat"][self._pool_order]
         self._pools = None
 
-    def _lists(self, a, index, starts):
-        rec = self.records[index]
-        matched, ignored = _flags(rec["matched"], a), _flags(rec["ignored"], a)
-        return RankedLists(matched & ~ignored, ignored, rec["evaluated"], starts)
+    def _counts_at(self, a):
+        """(true positive, ignored), (T, D') booleans of the evaluated records at area range
+        ``a``."""
+        matched, ignored = (_flags(bits, a) for bits in self._bits)
+        return matched & ~ignored, ignored
 
     def _category_lists(self, a):
-        if a not in self._by_category:
-            self._by_category[a] = self._lists(a, slice(None), self.starts)
-        return self._by_category[a]
+        if a != 0:  # the area ranges are evaluated once: not kept
+            return RankedLists(*self._counts_at(a), self._ev_starts)
+        if self._all_areas is None:
+            self._all_areas = RankedLists(self._tp, self._ignored, self._ev_starts)
+        return self._all_areas
 
     def _pool_lists(self, freq):
-        """The pools' records (indices into the records, concatenated) and their lists."""
+        """The pools' records (indices into the evaluated ones, concatenated) and their
+        lists."""
         if self._pools is None or not np.array_equal(self._pools[0], freq):
-            cat = self.records["cat"][self._pool_order]
-            parts = [self._pool_order] + [self._pool_order[freq[cat] == g] for g in "rcf"]
+            parts = [self._pool_order] + [self._pool_order[freq[self._pool_cat] == g]
+                                          for g in "rcf"]
             index = np.concatenate(parts)
             starts = np.r_[0, np.cumsum([len(x) for x in parts])]
-            self._pools = freq, index, self._lists(0, index, starts)
+            self._pools = freq, index, RankedLists(self._tp[:, index], self._ignored[:, index],
+                                                   starts)
         return self._pools[1:]
 
     def copies_in_top_k(self, copies, k):
@@ -402,7 +439,8 @@ class RankedRecords:
         """
         num_cats = num_gt.shape[0]
         freq = np.asarray(frequencies)
-        w = np.ones(len(self.records), np.int64) if copies is None else copies
+        w = (np.ones(len(self._evaluated), np.int64) if copies is None
+             else copies[self._evaluated])
         t50, t75 = int(np.argmin(abs(IOU_THRS - 0.5))), int(np.argmin(abs(IOU_THRS - 0.75)))
         out = {}
         if "fixed" in metrics:
