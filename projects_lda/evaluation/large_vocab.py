@@ -57,12 +57,6 @@ def _bits(flags):
     return np.bitwise_or.reduce(np.where(flags, weights, np.uint64(0)), axis=(0, 1))
 
 
-def _unbits(bits):
-    """(D,) uint64 -> (T, A, D) booleans."""
-    shifts = np.arange(T * A, dtype=np.uint64).reshape(T, A, 1)
-    return ((bits[None, None, :] >> shifts) & np.uint64(1)).astype(bool)
-
-
 class MatchRecords:
     """
     The match records of one process, bounded: whenever more than ``buffer`` records are held,
