@@ -263,6 +263,32 @@ def test_tune_resumes_after_interruption_and_ignores_other_options(tmp_path):
     assert recorded["opts"][-2:] == ["SOLVER.MAX_ITER", "20"]  # rerun, not reused
 
 
+def test_finished_only_tabulates_the_records_and_trains_nothing(tmp_path):
+    records = tmp_path / "runs"
+    _tune(tmp_path, records, FakeRuns())
+    (records / "exhaustive/lda/factor5/seed2.json").unlink()
+    (records / "exhaustive/results.md").unlink()
+    settings = (tmp_path / "tuned.json").read_text()
+    idle = FakeRuns()
+    cli.main(["--report", str(tmp_path / "tuned.json"), "--finished-only", "--output",
+              str(tmp_path / "so_far"), "--records", str(records), "--bootstrap", "10"],
+             execute=idle)
+    assert idle.calls == []
+    table = (tmp_path / "so_far/exhaustive/results.md").read_text()
+    assert "| lda | 2 | 51.8 ± 0.4" in table  # test AP of seeds 0 and 1: 51.5, 52
+    assert "| baseline | 3 |" in table
+    assert not (records / "exhaustive/results.md").exists()  # the protocol's, when finished
+    # tuning so far: a method still undecided (its tie-break run not recorded) is left out
+    (records / "exhaustive/lda/factor1/seed1.json").unlink()
+    _tune(tmp_path, records, idle, "--finished-only", "--output", str(tmp_path / "so_far2"))
+    assert idle.calls == []
+    table = (tmp_path / "so_far2/exhaustive/results.md").read_text()
+    assert "| baseline | 3 |" in table and "| lda |" not in table
+    assert (tmp_path / "tuned.json").read_text() == settings
+    with pytest.raises(SystemExit, match="--finished-only goes with --tune or --report"):
+        cli.main(["--finished-only", "--output", str(tmp_path / "x")], execute=idle)
+
+
 def test_failed_run_is_named_and_blocks_only_its_method(tmp_path):
     fake = FakeRuns(fail={("lda", "factor1", 0)})
     with pytest.raises(SystemExit, match=r"lda factor1 seed 0.*no setting chosen for \['lda'\]"):

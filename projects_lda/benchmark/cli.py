@@ -79,6 +79,11 @@ def get_parser():
                           help="with --tune: these methods are reported with seed 0 only (kept "
                           "in the settings file), where three seeds of every method do not fit "
                           "the time")
+    protocol.add_argument("--finished-only", action="store_true",
+                          help="with --tune or --report: train nothing; tabulate the runs "
+                          "already recorded (the protocol so far, e.g. while it runs "
+                          "elsewhere), in --output only: the settings file and the tracked "
+                          "results.md stay the protocol's")
     protocol.add_argument("--settings", default=None,
                           help="settings file --tune writes (default: "
                           "docs/benchmark/tuned_<variant>.json)")
@@ -135,4 +140,6 @@ def main(argv=None, execute=None):
     logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s")
     if args.tune or args.report:
         return tune_or_report(args, execute)
+    if args.finished_only:
+        raise SystemExit("--finished-only goes with --tune or --report")
     return benchmark(args)

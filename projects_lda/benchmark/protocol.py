@@ -254,7 +254,7 @@ def read_settings_file(path):
 
 
 def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jobs=1,
-                 chosen=None, report_seeds=None):
+                 chosen=None, report_seeds=None, train=True):
     """
     Runs the protocol to the end (or as far as the failures allow).
 
@@ -265,6 +265,7 @@ def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jo
             in its record).
         chosen: the report mode's fixed settings; None: tune.
         report_seeds: {method: seeds} of the report where not :data:`REPORT_SEEDS`.
+        train: False: run nothing, only read the finished runs' records.
 
     Returns:
         (records {(method, setting, seed): record}, chosen {method: setting}, failed runs).
@@ -289,7 +290,7 @@ def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jo
             os.replace(tmp, settings_file)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        while True:
+        while train:
             _, ready, _ = state()
             for run in ready[: max(0, jobs - len(running))]:
                 logger.info("%s %s seed %d: starting", *run)
@@ -339,6 +340,8 @@ def tune_or_report(args, execute=None):
         grids = {m: known[m] for m in names}
         report_seeds = {m: (TUNE_SEED,) for m in args.single_seed}
         settings_file = args.settings or REPO_ROOT / "docs" / "benchmark" / f"tuned_{variant}.json"
+        if args.finished_only:
+            settings_file = None  # the protocol's file, written by the protocol only
     if args.methods and args.report:
         grids = {m: g for m, g in grids.items() if m in args.methods}
         chosen = {m: chosen[m] for m in grids}
@@ -373,7 +376,8 @@ def tune_or_report(args, execute=None):
 
     done, picked, failed = run_protocol(
         variant=variant, grids=grids, records=args.records, settings_file=settings_file,
-        execute=run, opts_of=opts_of, jobs=args.jobs, chosen=chosen, report_seeds=report_seeds)
+        execute=run, opts_of=opts_of, jobs=args.jobs, chosen=chosen, report_seeds=report_seeds,
+        train=not args.finished_only)
     if settings_file:
         logger.info("chosen settings: %s (written to %s)", picked, settings_file)
     results = {}
@@ -386,11 +390,16 @@ def tune_or_report(args, execute=None):
                     results.setdefault(label, {})[seed] = done[method, name, seed]
     table, data = build_report(results, args.baseline, args.bootstrap)
     write_report(out, table, data)
+    undecided = [m for m in grids if m not in picked]
+    if args.finished_only:
+        print(table)
+        if undecided:
+            logger.info("not in the tables, their settings not chosen yet: %s", undecided)
+        return results
     # the tracked copy (the runs are in their own record files next to it)
     write_report(Path(args.records) / variant, table,
                  {k: v for k, v in data.items() if k != "runs"})
     print(table)
-    undecided = [m for m in grids if m not in picked]
     if failed or undecided:
         raise SystemExit("runs failed: " + "; ".join(f"{m} {s} seed {k}" for m, s, k in failed)
                          + (f"; no setting chosen for {undecided}" if undecided else ""))
