@@ -285,6 +285,18 @@ def test_finished_only_tabulates_the_records_and_trains_nothing(tmp_path):
     table = (tmp_path / "so_far2/exhaustive/results.md").read_text()
     assert "| baseline | 3 |" in table and "| lda |" not in table
     assert (tmp_path / "tuned.json").read_text() == settings
+    # --report of the decided methods of a file that still has an undecided one
+    (tmp_path / "partial.json").write_text(settings.replace('"chosen": "factor5"',
+                                                            '"chosen": null'))
+    argv = ["--report", str(tmp_path / "partial.json"), "--finished-only", "--output",
+            str(tmp_path / "so_far3"), "--records", str(records), "--bootstrap", "10"]
+    with pytest.raises(SystemExit, match=r"no setting chosen yet for \['lda'\]"):
+        cli.main(argv, execute=idle)
+    with pytest.raises(SystemExit, match=r"no method \['nope'\]"):
+        cli.main([*argv, "--methods", "nope"], execute=idle)
+    cli.main([*argv, "--methods", "baseline"], execute=idle)
+    table = (tmp_path / "so_far3/exhaustive/results.md").read_text()
+    assert "| baseline | 3 |" in table and "| lda |" not in table and idle.calls == []
     with pytest.raises(SystemExit, match="--finished-only goes with --tune or --report"):
         cli.main(["--finished-only", "--output", str(tmp_path / "x")], execute=idle)
 

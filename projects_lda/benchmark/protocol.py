@@ -237,11 +237,17 @@ def settings_file_content(variant, grids, scores, chosen, report_seeds=None):
     }  # fmt: skip
 
 
-def read_settings_file(path):
+def read_settings_file(path, only=None):
     """(variant, grids, chosen, report_seeds) from a settings file written by
-    :func:`run_protocol` (report_seeds: {method: seeds} where not :data:`REPORT_SEEDS`)."""
+    :func:`run_protocol` (report_seeds: {method: seeds} where not :data:`REPORT_SEEDS`), for
+    the methods ``only`` (default: all of the file's; each must have its setting chosen)."""
     data = json.loads(Path(path).read_text())
     methods = data["methods"]
+    if only:
+        unknown = [m for m in only if m not in methods]
+        if unknown:
+            raise SystemExit(f"{path}: no method {unknown}; it has {list(methods)}")
+        methods = {m: v for m, v in methods.items() if m in only}
     undecided = [m for m, v in methods.items() if v.get("chosen") is None]
     if undecided:
         raise SystemExit(f"{path}: no setting chosen yet for {undecided}; run --tune first")
@@ -327,7 +333,7 @@ def tune_or_report(args, execute=None):
     if args.tune and args.report:
         raise SystemExit("--tune and --report exclude each other")
     if args.report:
-        variant, grids, chosen, report_seeds = read_settings_file(args.report)
+        variant, grids, chosen, report_seeds = read_settings_file(args.report, args.methods)
         settings_file = None
     else:
         variant, chosen = args.variant, None
@@ -342,9 +348,6 @@ def tune_or_report(args, execute=None):
         settings_file = args.settings or REPO_ROOT / "docs" / "benchmark" / f"tuned_{variant}.json"
         if args.finished_only:
             settings_file = None  # the protocol's file, written by the protocol only
-    if args.methods and args.report:
-        grids = {m: g for m, g in grids.items() if m in args.methods}
-        chosen = {m: chosen[m] for m in grids}
     base_opts = variant_opts(variant)
     configs = {m: method_config(m, variant) for m in grids}
     out = Path(args.output) / variant
