@@ -376,17 +376,13 @@ class RankedRecords:
         # top K): their positions, their bit sets and their categories' bounds
         self._evaluated = np.flatnonzero(rec["evaluated"])
         ev = rec[["cat", "score", "image", "order", "matched", "ignored"]][self._evaluated]
+        self._ev = ev
         self._bits = ev["matched"], ev["ignored"]
         self._ev_starts = np.searchsorted(ev["cat"], np.arange(num_cats + 1))
         # area "all": AP-fixed, AP-pool and every bootstrap resample need it
         self._tp, self._ignored = self._counts_at(0)
         self._all_areas = None
-        # AP-pool's lists, one after the other: all categories, then the rare, common and
-        # frequent ones; each by score, then image, category and the model's order (the
-        # reference concatenates its per-image, per-category lists in that order)
-        self._pool_order = np.lexsort([ev["order"], ev["cat"], ev["image"], -ev["score"]])
-        self._pool_cat = ev["cat"][self._pool_order]
-        self._pools = None
+        self._pools = None  # made when AP-pool is first asked for
 
     def _counts_at(self, a):
         """(true positive, ignored), (T, D') booleans of the evaluated records at area range
@@ -405,8 +401,12 @@ class RankedRecords:
         """The pools' records (indices into the evaluated ones, concatenated) and their
         lists."""
         if self._pools is None or not np.array_equal(self._pools[0], freq):
-            parts = [self._pool_order] + [self._pool_order[freq[self._pool_cat] == g]
-                                          for g in "rcf"]
+            # all categories, then the rare, common and frequent ones; each by score, then
+            # image, category and the model's order (the reference concatenates its
+            # per-image, per-category lists in that order)
+            ev = self._ev
+            order = np.lexsort([ev["order"], ev["cat"], ev["image"], -ev["score"]])
+            parts = [order] + [order[freq[ev["cat"][order]] == g] for g in "rcf"]
             index = np.concatenate(parts)
             starts = np.r_[0, np.cumsum([len(x) for x in parts])]
             self._pools = freq, index, RankedLists(self._tp[:, index], self._ignored[:, index],
