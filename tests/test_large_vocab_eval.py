@@ -191,6 +191,9 @@ def test_match_records_stay_bounded_and_cut_like_one_sort():
                           large_vocab.top_k_per_category(np.concatenate(everything), 5))
     with pytest.raises(ValueError, match="category id 25 is not a category of the dataset"):
         store.cat_index(np.array([10, 25]))
+    with pytest.raises(ValueError, match="category id 31 is not"):  # beyond the last id
+        store.cat_index(np.array([30, 31]))
+    assert list(store.cat_index(np.array([30, 10, 20]))) == [2, 0, 1]
 
 
 def _hand_made_records():

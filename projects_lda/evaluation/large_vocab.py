@@ -57,6 +57,18 @@ def _bits(flags):
     return np.bitwise_or.reduce(np.where(flags, weights, np.uint64(0)), axis=(0, 1))
 
 
+def _positions(sorted_ids, ids, unknown):
+    """Where each of ``ids`` stands in ``sorted_ids``; ``unknown`` (formatted with the first id
+    that is not there) is raised as a ValueError."""
+    ids = np.asarray(ids)
+    pos = np.searchsorted(sorted_ids, ids)
+    known = pos < len(sorted_ids)
+    known[known] = sorted_ids[pos[known]] == ids[known]
+    if not known.all():
+        raise ValueError(unknown.format(int(ids[~known][0])))
+    return pos
+
+
 class MatchRecords:
     """
     The match records of one process, bounded: whenever more than ``buffer`` records are held,
@@ -79,12 +91,7 @@ class MatchRecords:
         self._held = 0
 
     def cat_index(self, cat_ids):
-        idx = np.searchsorted(self.cat_ids, cat_ids)
-        idx = np.clip(idx, 0, len(self.cat_ids) - 1)
-        if len(cat_ids) and not np.array_equal(self.cat_ids[idx], cat_ids):
-            bad = np.asarray(cat_ids)[self.cat_ids[idx] != cat_ids][0]
-            raise ValueError(f"category id {int(bad)} is not a category of the dataset")
-        return idx
+        return _positions(self.cat_ids, cat_ids, "category id {} is not a category of the dataset")
 
     def add(self, records):
         if len(records) == 0:
@@ -551,10 +558,8 @@ def bootstrap_samples(records, gt_counts, image_ids, frequencies, k,
     kinds = tuple(sorted({m.split("-")[1] for m in metrics}))
     ranked = RankedRecords(records, gt_counts.shape[1])
     image = ranked.records["image"]
-    pos = np.clip(np.searchsorted(image_ids, image), 0, len(image_ids) - 1)
-    if len(pos) and not np.array_equal(image_ids[pos], image):
-        raise ValueError(f"image id {int(image[image_ids[pos] != image][0])} of the records "
-                         "is not an image of the evaluation set")
+    pos = _positions(image_ids, image, "image id {} of the records is not an image of the "
+                     "evaluation set")
     rng = np.random.default_rng(seed)
     out = {m: np.empty(n_bootstrap + 1) for m in metrics}
     for i in range(n_bootstrap + 1):
