@@ -31,7 +31,9 @@ def test_dry_run_goes_through_every_step(tmp_path):
     for step in ("(a) embedded LDA config", "(b) LVIS-shaped rehearsal", "(b) box predictors alone",
                  "(c) CUDA tests", "done"):
         assert step in log, step
-    assert log.count("iterations/s") == 4  # baseline and LDA, with and without mixed precision
+    # baseline and LDA in float32; LDA alone in mixed precision (bfloat16 is slow on a CPU)
+    assert log.count("iterations/s") == 3
+    assert "1 threads, AMP" in log and "lda: " in log.split("1 threads, AMP")[1]
     assert "non-finite loss in 0 iteration(s)" in log
     assert "copypaste: Task: segm" in log  # the embedded run evaluated
     if not torch.cuda.is_available():
