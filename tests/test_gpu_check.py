@@ -33,6 +33,8 @@ def test_dry_run_goes_through_every_step(tmp_path):
         assert step in log, step
     # baseline and LDA in float32; LDA alone in mixed precision (bfloat16 is slow on a CPU)
     assert log.count("iterations/s") == 3
+    # the header names the model measured, from the config the opts changed
+    assert "R-50 FPN, 1,203 classes, 10 detections per test image, 160-px images" in log
     assert "1 threads, AMP" in log and "lda: " in log.split("1 threads, AMP")[1]
     assert "non-finite loss in 0 iteration(s)" in log
     assert "copypaste: Task: segm" in log  # the embedded run evaluated

@@ -432,9 +432,9 @@ def step(args):
         test_images=args.test_images, min_size=args.min_size, max_size=args.max_size,
         opts=args.opts)
     print_times(
-        f"R-50 FPN, 1,203 classes, {args.min_size}-px images, batch {args.batch}, {args.rounds} "
+        f"{extra['model']}, {args.min_size}-px images, batch {args.batch}, {args.rounds} "
         f"interleaved rounds on {where}: seconds per training iteration and per test image "
-        "(300 detections, score > 1e-4) (medians; random weights, LR 1e-5: losses mean nothing)",
+        "(score > 1e-4) (medians; random weights, LR 1e-5: losses mean nothing)",
         times, unit="s", scale=1.0)
     for m in methods:
         line = (f"{m:>18}: {1.0 / statistics.median(times[m]['train']):.3f} iterations/s, "

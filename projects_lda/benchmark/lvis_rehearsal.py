@@ -206,8 +206,9 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
                    min_size=800, max_size=1333, opts=()):
     """
     (times {method: {"train": [s per iteration], "test": [s per image]}} of each round after
-    ``warmup``, extra figures: rounds with a non-finite loss, detections on the last test image
-    and, on CUDA, peak memory in GiB) of each method's R-50 model on ``dataset`` (train, val).
+    ``warmup``, extra figures: rounds with a non-finite loss, detections on the last test image,
+    the model measured ("model", from the config) and, on CUDA, peak memory in GiB) of each
+    method's LVIS v1 config (R-50 unless ``opts`` say otherwise) on ``dataset`` (train, val).
     """
     train_name, val_name = dataset
     models, optims, nonfinite, cfgs = {}, {}, {}, {}
@@ -287,7 +288,10 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
                     t1 = time.perf_counter()
                 times[m]["test"].append((t1 - t0) / len(inputs))
                 dets[m] = len(out[0]["instances"])
-    extra = {"nonfinite": nonfinite, "detections": dets}
+    # what was measured, read from the config (opts can change depth, classes, detections)
+    model_name = (f"R-{cfg0.MODEL.RESNETS.DEPTH} FPN, {cfg0.MODEL.ROI_HEADS.NUM_CLASSES:,} classes, "
+                  f"{cfg0.TEST.DETECTIONS_PER_IMAGE} detections per test image")
+    extra = {"nonfinite": nonfinite, "detections": dets, "model": model_name}
     if device.type == "cuda":
         extra["peak_gib"] = {m: v / 2**30 for m, v in peak.items()}
     return times, extra
