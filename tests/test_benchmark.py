@@ -345,3 +345,43 @@ def test_many_class_variant_runs_its_configs_grids_and_single_seed_methods(tmp_p
     assert [c for c in report.calls if c[0] == "fedloss"] == [("fedloss", "num_classes50", 0)]
     with pytest.raises(SystemExit, match=r"no tuning grid for \['nope'\]"):
         cli.main([*argv[:6], "--single-seed", "nope"], execute=FakeRuns())
+
+
+def _config_text(record, method, **changes):
+    """The full config a run of ``method`` with the record's options writes, with ``changes``
+    (``SOLVER__MAX_ITER=7``) applied: as if the YAML file had said so when the record was made."""
+    from projects_lda.config import get_project_cfg
+    cfg = get_project_cfg()
+    cfg.merge_from_file(str(ROOT / bp.method_config(method, "exhaustive")))
+    cfg.merge_from_list(record["opts"] + [x for k, v in changes.items()
+                                          for x in (k.replace("__", "."), str(v))])
+    return cfg.dump()
+
+
+def test_records_and_unfinished_runs_of_another_config_are_run_again_and_kept(tmp_path):
+    records, out = tmp_path / "runs", tmp_path / "out" / "exhaustive"
+    _tune(tmp_path, records, FakeRuns())
+    old, same = (records / "exhaustive/lda" / s / "seed0.json" for s in ("factor5", "factor1"))
+    for path, changes in ((old, {"SOLVER__MAX_ITER": 7}), (same, {})):
+        rec = json.loads(path.read_text())
+        rec["config"] = _config_text(rec, "lda", **changes)
+        path.write_text(json.dumps(rec))
+    # an unfinished run of the baseline made with another lr: its checkpoint must not be resumed
+    unfinished = out / "baseline/rfs_t0.3/seed2"
+    unfinished.mkdir(parents=True)
+    opts = json.loads((records / "exhaustive/baseline/rfs_t0.3/seed2.json").read_text())["opts"]
+    (unfinished / "config.yaml").write_text(
+        _config_text({"opts": opts}, "baseline", SOLVER__BASE_LR=0.5))
+    (unfinished / "model_0000099.pth").write_bytes(b"weights")
+    (records / "exhaustive/baseline/rfs_t0.3/seed2.json").unlink()
+    again = FakeRuns()
+    _tune(tmp_path, records, again)
+    # the record whose schedule differs from the YAML's is run again, the matching one is not
+    assert sorted(again.calls) == [("baseline", "rfs_t0.3", 2), ("lda", "factor5", 0)]
+    kept = json.loads((old.parent / "seed0.json.replaced").read_text())
+    assert "MAX_ITER: 7" in kept["config"]
+    assert "config" not in json.loads(old.read_text())  # the new (fake) record
+    assert not unfinished.exists()
+    assert (out / "baseline/rfs_t0.3/seed2.replaced/model_0000099.pth").read_bytes() == b"weights"
+    reason = bp.stale_reason(kept, bp.method_config("lda", "exhaustive"), kept["opts"])
+    assert reason == "made with another config: SOLVER.MAX_ITER 7 in the record, 600 now"

@@ -20,7 +20,9 @@ A run is identified by (method, setting, seed); its small result file (the ``run
 :mod:`projects_lda.benchmark.runs`, without checkpoints or detections) is kept under
 ``RECORDS/<variant>/<method>/<setting>/seed<k>.json``, a folder tracked by git, so that the
 protocol resumes, run by run, from what an earlier session committed. A record made with other
-config options (e.g. a short smoke run) does not count and is run again.
+config options (e.g. a short smoke run), or whose config differs from what the method's config
+files give now (e.g. a schedule changed in a YAML file since), does not count and is run again;
+the record it replaces is kept beside it as ``seed<k>.json.replaced``.
 
 :func:`next_runs` is a pure function of the finished records; :func:`run_protocol` repeatedly
 asks it what can run now and runs that, ``jobs`` at a time, so each method's report runs start as
@@ -34,6 +36,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import NamedTuple
 
+import yaml
+
+from ..config import get_project_cfg
 from . import REPO_ROOT
 from .report import build_report, write_report
 from .runs import METHODS, child_env, train_in_subprocess
@@ -199,9 +204,65 @@ def record_path(records, variant, method, setting, seed):
     return Path(records) / variant / method / setting / f"seed{seed}.json"
 
 
-def load_records(records, variant, grids, opts_of):
-    """Finished runs {(method, setting, seed): record}; records made with other options are
-    skipped (with a warning) and will be run again."""
+# Keys a run sets for itself (or for the machine) or that do not change what it trains and
+# measures: not compared between a record and the config of today.
+_RUN_KEYS = frozenset({"SEED", "OUTPUT_DIR", "MODEL.DEVICE", "TEST.LVIS_EVAL.WRITE_RESULTS_JSON",
+                       "SOLVER.CHECKPOINT_PERIOD", "SOLVER.CHECKPOINT_MAX_TO_KEEP"})
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def config_changes(record, config_file, opts):
+    """
+    ``{key: (recorded, now)}``: the config keys whose value in the record's full config (the
+    ``config.yaml`` its run wrote) differs from what ``config_file`` with ``opts`` gives now,
+    e.g. a schedule changed in a YAML file since the record was made. Keys only one side has
+    are not compared: a key added to the project since keeps, at its default, the behaviour
+    the record was made with. A record without its config (made by tests) has no changes.
+    """
+    if "config" not in record:
+        return {}
+    cfg = get_project_cfg()
+    path = Path(config_file)
+    cfg.merge_from_file(str(path if path.is_absolute() else REPO_ROOT / path))
+    cfg.merge_from_list(list(opts))
+    now, then = _flat(yaml.safe_load(cfg.dump())), _flat(yaml.safe_load(record["config"]))
+    return {k: (then[k], now[k]) for k in sorted(now.keys() & then.keys() - _RUN_KEYS)
+            if then[k] != now[k]}
+
+
+def stale_reason(record, config_file, opts):
+    """Why a finished run's record does not count for a run of ``config_file`` with ``opts``
+    (other options, or a config changed since); "" when it counts."""
+    if record.get("opts") != list(opts):
+        return f"made with other options {record.get('opts')}"
+    changes = config_changes(record, config_file, opts)
+    if changes:
+        return "made with another config: " + ", ".join(
+            f"{k} {a!r} in the record, {b!r} now" for k, (a, b) in changes.items())
+    return ""
+
+
+def _free_name(path, suffix):
+    """``path`` + ``suffix``, or + ``suffix`` + a number, whichever does not exist yet."""
+    candidate, n = Path(str(path) + suffix), 1
+    while candidate.exists():
+        candidate, n = Path(f"{path}{suffix}{n}"), n + 1
+    return candidate
+
+
+def load_records(records, variant, grids, stale):
+    """Finished runs {(method, setting, seed): record}. ``stale(method, setting, record)``
+    gives why a record does not count ("" when it does): those are skipped with a warning and
+    will be run again."""
     out = {}
     for method, grid in grids.items():
         for setting, _ in grid:
@@ -209,9 +270,9 @@ def load_records(records, variant, grids, opts_of):
             for f in sorted(folder.glob("seed*.json")):
                 seed = int(f.stem[len("seed"):])
                 record = json.loads(f.read_text())
-                if record.get("opts") != opts_of(method, setting):
-                    logger.warning("%s: made with other options %s; will run again",
-                                   f, record.get("opts"))
+                reason = stale(method, setting, record)
+                if reason:
+                    logger.warning("%s: %s; will run again", f, reason)
                     continue
                 out[method, setting, seed] = record
     return out
@@ -259,7 +320,7 @@ def read_settings_file(path, only=None):
     return data["variant"], grids, {m: v["chosen"] for m, v in methods.items()}, report_seeds
 
 
-def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jobs=1,
+def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs=1,
                  chosen=None, report_seeds=None, train=True):
     """
     Runs the protocol to the end (or as far as the failures allow).
@@ -267,8 +328,8 @@ def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jo
     Args:
         execute (callable): ``execute(method, setting, seed) -> record or None`` trains and
             evaluates one run (None: it failed).
-        opts_of (callable): ``opts_of(method, setting)``, the run's full config options (kept
-            in its record).
+        stale (callable): ``stale(method, setting, record)``: why a finished run's record does
+            not count for the run of today ("" when it does; :func:`stale_reason`).
         chosen: the report mode's fixed settings; None: tune.
         report_seeds: {method: seeds} of the report where not :data:`REPORT_SEEDS`.
         train: False: run nothing, only read the finished runs' records.
@@ -276,7 +337,7 @@ def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jo
     Returns:
         (records {(method, setting, seed): record}, chosen {method: setting}, failed runs).
     """
-    done = load_records(records, variant, grids, opts_of)
+    done = load_records(records, variant, grids, stale)
     failed, running = set(), {}
 
     def state():
@@ -313,6 +374,8 @@ def run_protocol(*, variant, grids, records, settings_file, execute, opts_of, jo
                     continue
                 path = record_path(records, variant, *run)
                 path.parent.mkdir(parents=True, exist_ok=True)
+                if path.is_file():  # a stale record: kept, not overwritten
+                    os.replace(path, _free_name(path, ".replaced"))
                 tmp = path.with_suffix(".json.tmp")
                 tmp.write_text(json.dumps(record, indent=2) + "\n")
                 os.replace(tmp, path)  # written last: the run counts as finished
@@ -366,20 +429,32 @@ def tune_or_report(args, execute=None):
 
     execute = execute or subprocess_execute
 
+    def stale(method, setting, record):
+        return stale_reason(record, configs[method], opts_of(method, setting))
+
     def run(method, setting, seed):
         opts = opts_of(method, setting)
         run_dir = out / method / setting / f"seed{seed}"
-        finished = run_dir / "run.json"
+        finished, started = run_dir / "run.json", run_dir / "config.yaml"
         if finished.is_file():  # finished before its record was copied
             record = json.loads(finished.read_text())
-            if record.get("opts") == opts:
-                return record
-            finished.unlink()  # made with other options: train again
+        elif started.is_file():  # unfinished: resumed from its last checkpoint if it counts
+            record = {"opts": opts, "config": started.read_text()}
+        else:
+            return execute(method, setting, seed, opts, run_dir)
+        reason = stale(method, setting, record)
+        if not reason and finished.is_file():
+            return record
+        if reason:  # its checkpoints must not be resumed from: trained again from the start
+            aside = _free_name(run_dir, ".replaced")
+            logger.warning("%s: %s; trained again from the start (the old run moved to %s)",
+                           run_dir, reason, aside)
+            os.replace(run_dir, aside)
         return execute(method, setting, seed, opts, run_dir)
 
     done, picked, failed = run_protocol(
         variant=variant, grids=grids, records=args.records, settings_file=settings_file,
-        execute=run, opts_of=opts_of, jobs=args.jobs, chosen=chosen, report_seeds=report_seeds,
+        execute=run, stale=stale, jobs=args.jobs, chosen=chosen, report_seeds=report_seeds,
         train=not args.finished_only)
     if settings_file:
         logger.info("chosen settings: %s (written to %s)", picked, settings_file)
