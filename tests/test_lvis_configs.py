@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+from detectron2.evaluation.testing import flatten_results_dict
 
 from projects_lda import get_project_cfg
 from projects_lda.benchmark.lvis_rehearsal import run_config
@@ -44,14 +45,8 @@ R50_STEPPED = {str(ROOT / "configs/LVISv1" / f"{m}mask_rcnn_R_50_FPN_12ep_lvisv1
 LOSS_TERMS = {"loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"}
 
 
-def _flat(cfg, prefix=""):
-    out = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, prefix + k + "."))
-        else:
-            out[prefix + k] = v
-    return out
+def _flat(cfg):
+    return {k.replace("/", "."): v for k, v in flatten_results_dict(cfg).items()}
 
 
 def _load(path):

@@ -29,6 +29,7 @@ asks it what can run now and runs that, ``jobs`` at a time, so each method's rep
 soon as its own selection is made; :func:`tune_or_report` is the command line's ``--tune`` and
 ``--report``.
 """
+import functools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import yaml
+from detectron2.evaluation.testing import flatten_results_dict
 
 from ..config import get_project_cfg
 from . import REPO_ROOT
@@ -210,14 +212,20 @@ _RUN_KEYS = frozenset({"SEED", "OUTPUT_DIR", "MODEL.DEVICE", "TEST.LVIS_EVAL.WRI
                        "SOLVER.CHECKPOINT_PERIOD", "SOLVER.CHECKPOINT_MAX_TO_KEEP"})
 
 
-def _flat(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
+def _flat_config(text):
+    """A config's YAML text as {"SOLVER.MAX_ITER": value, ...} (YAML's types on both sides)."""
+    return {k.replace("/", "."): v for k, v in flatten_results_dict(yaml.safe_load(text)).items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _config_now(config_file, opts):
+    """The flat config ``config_file`` with ``opts`` (a tuple) gives today: one build for all
+    the seeds and records of a setting."""
+    cfg = get_project_cfg()
+    path = Path(config_file)
+    cfg.merge_from_file(str(path if path.is_absolute() else REPO_ROOT / path))
+    cfg.merge_from_list(list(opts))
+    return _flat_config(cfg.dump())
 
 
 def config_changes(record, config_file, opts):
@@ -230,11 +238,7 @@ def config_changes(record, config_file, opts):
     """
     if "config" not in record:
         return {}
-    cfg = get_project_cfg()
-    path = Path(config_file)
-    cfg.merge_from_file(str(path if path.is_absolute() else REPO_ROOT / path))
-    cfg.merge_from_list(list(opts))
-    now, then = _flat(yaml.safe_load(cfg.dump())), _flat(yaml.safe_load(record["config"]))
+    now, then = _config_now(str(config_file), tuple(opts)), _flat_config(record["config"])
     return {k: (then[k], now[k]) for k in sorted(now.keys() & then.keys() - _RUN_KEYS)
             if then[k] != now[k]}
 
