@@ -1,5 +1,6 @@
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+from detectron2.evaluation.testing import flatten_results_dict
 
 
 def add_lda_config(cfg):
@@ -77,3 +78,9 @@ def get_project_cfg():
     add_peers_config(cfg)
     add_evaluation_config(cfg)
     return cfg
+
+
+def flat_config(cfg):
+    """A config (a ``CfgNode`` or the dict of its YAML text) as ``{"SOLVER.MAX_ITER": value}``,
+    the form in which two configs are compared key by key."""
+    return {k.replace("/", "."): v for k, v in flatten_results_dict(cfg).items()}

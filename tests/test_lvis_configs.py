@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 import pytest
-from detectron2.evaluation.testing import flatten_results_dict
 
 from projects_lda import get_project_cfg
+from projects_lda.config import flat_config
 from projects_lda.benchmark.lvis_rehearsal import run_config
 from projects_lda.data.lvis_shaped import register_lvis_shaped
 
@@ -45,14 +45,10 @@ R50_STEPPED = {str(ROOT / "configs/LVISv1" / f"{m}mask_rcnn_R_50_FPN_12ep_lvisv1
 LOSS_TERMS = {"loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"}
 
 
-def _flat(cfg):
-    return {k.replace("/", "."): v for k, v in flatten_results_dict(cfg).items()}
-
-
 def _load(path):
     cfg = get_project_cfg()
     cfg.merge_from_file(str(path))
-    return _flat(cfg)
+    return flat_config(cfg)
 
 
 def _diff(a, b):

@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import yaml
-from detectron2.evaluation.testing import flatten_results_dict
 
-from ..config import get_project_cfg
+from ..config import flat_config, get_project_cfg
 from . import REPO_ROOT
 from .report import build_report, write_report
 from .runs import METHODS, child_env, train_in_subprocess
@@ -214,7 +213,7 @@ _RUN_KEYS = frozenset({"SEED", "OUTPUT_DIR", "MODEL.DEVICE", "TEST.LVIS_EVAL.WRI
 
 def _flat_config(text):
     """A config's YAML text as {"SOLVER.MAX_ITER": value, ...} (YAML's types on both sides)."""
-    return {k.replace("/", "."): v for k, v in flatten_results_dict(yaml.safe_load(text)).items()}
+    return flat_config(yaml.safe_load(text))
 
 
 @functools.lru_cache(maxsize=None)
