@@ -110,6 +110,7 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
         for task in ("bbox", "segm"):
             assert set(run[task]) == set(runs.METRICS)
         assert run["sec_per_iter"] > 0 and run["sec_per_image"] > 0 and run["peak_rss_mb"] > 0
+        assert run["resumed_from"] is None  # trained from the start in one process
         # the inference time is the evaluator's file, not log text
         timing = json.loads(next((tmp_path / method / "seed0").glob(
             "inference/*/evaluation_timing.json")).read_text())

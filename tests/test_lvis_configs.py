@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from projects_lda import get_project_cfg
-from projects_lda.config import flat_config
 from projects_lda.benchmark.lvis_rehearsal import run_config
+from projects_lda.config import flat_config
 from projects_lda.data.lvis_shaped import register_lvis_shaped
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -148,6 +148,10 @@ def run_one(config_file, out_dir, seed, opts):
         opts=list(opts) + ["SEED", str(seed), "OUTPUT_DIR", str(out_dir),
                            "TEST.LVIS_EVAL.WRITE_RESULTS_JSON", "True"],
     )
+    # a run interrupted earlier goes on from its last checkpoint: its wall time below is this
+    # process's only, so the record says where it started
+    tag = Path(out_dir) / "last_checkpoint"
+    resumed_from = tag.read_text().strip() if tag.is_file() else None
     start = time.perf_counter()
     results = defaults.main(args)
     wall = time.perf_counter() - start
@@ -188,6 +192,7 @@ def run_one(config_file, out_dir, seed, opts):
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20
         if torch.cuda.is_available() else None,
         "wall_seconds": wall,
+        "resumed_from": resumed_from,
         "val_json": val_json,
         "results_json": str(results_json),
         # AP-fixed / AP-pool runs: their kept match records, for the bootstrap intervals
