@@ -222,7 +222,9 @@ def plot_alpha(run_dir, out):
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [line.get_label() for line in lines], loc="upper center", fontsize=8,
               bbox_to_anchor=(0.5, -0.15), ncol=3)
-    ax.set_title(f"Self-adaptive balance factor (paper Fig. 6b): {Path(run_dir).name}")
+    # benchmark folders end in METHOD/SETTING/seedN: the seed alone would not say which run
+    ax.set_title("Self-adaptive balance factor (paper Fig. 6b): "
+                 + "/".join(Path(run_dir).resolve().parts[-3:]))
     print(f"last row (iteration {it[-1]}): " + ", ".join(
         f"{k} {data[k][-1]:.4f}" for k in ("lda/alpha", "lda/acc_unbalanced", "lda/acc_balanced")))
     return _save(fig, out)
