@@ -46,11 +46,12 @@ def summarize(results):
     return summary
 
 
-def _fmt(mean_std, digits=1):
+def _fmt(mean_std, digits=1, seeds=2):
+    """mean ± standard deviation over seeds; one seed has no spread to show, only its value"""
     mean, std = mean_std
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if seeds > 1 else "")
 
 
 def markdown_table(summary, baseline="baseline"):
@@ -63,7 +64,8 @@ def markdown_table(summary, baseline="baseline"):
             head += [f"Δ{k}" for k in ("AP", "APr")]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for method, s in summary.items():
-            row = [method, str(s["seeds"])] + [_fmt(s[f"{task}/{k}"]) for k in METRICS]
+            row = [method, str(s["seeds"])] + [_fmt(s[f"{task}/{k}"], seeds=s["seeds"])
+                                                for k in METRICS]
             if base:
                 for k in ("AP", "APr"):
                     row.append(f"{s[f'{task}/{k}'][0] - base[f'{task}/{k}'][0]:+.1f}")
@@ -77,7 +79,7 @@ def markdown_table(summary, baseline="baseline"):
                 head += [f"Δ{k}" for k in ("AP", "AP-fixed", "AP-pool")]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for method, s in summary.items():
-                row = [method] + [_fmt(s[f"{task}/{k}"]) for k in keys]
+                row = [method] + [_fmt(s[f"{task}/{k}"], seeds=s["seeds"]) for k in keys]
                 if base:
                     for k in ("AP", "AP-fixed", "AP-pool"):
                         m, b = s[f"{task}/{k}"][0], base[f"{task}/{k}"][0]
@@ -89,8 +91,8 @@ def markdown_table(summary, baseline="baseline"):
         head += ["train time ratio", "test time ratio"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, s in summary.items():
-        row = [method, _fmt(s["sec_per_iter"], 3), _fmt(s["sec_per_image"], 3),
-               _fmt(s["peak_rss_mb"], 0)]
+        row = [method] + [_fmt(s[k], digits, s["seeds"]) for k, digits in
+                          (("sec_per_iter", 3), ("sec_per_image", 3), ("peak_rss_mb", 0))]
         if base:
             for k in ("sec_per_iter", "sec_per_image"):
                 m, b = s[k][0], base[k][0]
