@@ -48,7 +48,7 @@ from detectron2.modeling import build_model
 
 from ..config import get_project_cfg
 from ..data.frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
-from ..engine.checkpoint import SafeCheckpointer, load_checkpoint_file
+from ..engine.checkpoint import SafeCheckpointer, last_checkpoint_name, load_checkpoint_file
 from ..evaluation.large_vocab import reliability
 from ..modeling.lda_loss import class_centres, importance_weights
 
@@ -71,9 +71,9 @@ def parse_run(spec):
 def load_state(run_dir):
     """The model weights of ``run_dir/model_final.pth``, or of the checkpoint ``last_checkpoint``
     names while the run is still training (errors name the file)."""
-    path, tag = Path(run_dir) / "model_final.pth", Path(run_dir) / "last_checkpoint"
-    if not path.is_file() and tag.is_file():
-        path = Path(run_dir) / tag.read_text().strip()
+    path, last = Path(run_dir) / "model_final.pth", last_checkpoint_name(run_dir)
+    if not path.is_file() and last:
+        path = Path(run_dir) / last
     ckpt = load_checkpoint_file(str(path))
     return ckpt.get("model", ckpt)
 

@@ -46,7 +46,7 @@ def summarize(results):
     return summary
 
 
-def _fmt(mean_std, digits=1, seeds=2):
+def _fmt(mean_std, digits, seeds):
     """mean ± standard deviation over seeds; one seed has no spread to show, only its value"""
     mean, std = mean_std
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
@@ -64,7 +64,7 @@ def markdown_table(summary, baseline="baseline"):
             head += [f"Δ{k}" for k in ("AP", "APr")]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for method, s in summary.items():
-            row = [method, str(s["seeds"])] + [_fmt(s[f"{task}/{k}"], seeds=s["seeds"])
+            row = [method, str(s["seeds"])] + [_fmt(s[f"{task}/{k}"], 1, s["seeds"])
                                                 for k in METRICS]
             if base:
                 for k in ("AP", "APr"):
@@ -79,7 +79,7 @@ def markdown_table(summary, baseline="baseline"):
                 head += [f"Δ{k}" for k in ("AP", "AP-fixed", "AP-pool")]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for method, s in summary.items():
-                row = [method] + [_fmt(s[f"{task}/{k}"], seeds=s["seeds"]) for k in keys]
+                row = [method] + [_fmt(s[f"{task}/{k}"], 1, s["seeds"]) for k in keys]
                 if base:
                     for k in ("AP", "AP-fixed", "AP-pool"):
                         m, b = s[f"{task}/{k}"][0], base[f"{task}/{k}"][0]

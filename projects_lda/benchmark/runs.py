@@ -22,6 +22,7 @@ from detectron2.data import MetadataCatalog
 from ..config import get_project_cfg
 from ..data.many_class import MANY_CLASS_MAX, many_class_table
 from ..engine import defaults
+from ..engine.checkpoint import last_checkpoint_name
 from ..evaluation.analysis import evaluate_results, group_confusions, per_class_ap, tide_breakdown
 from ..evaluation.lvis_evaluation import MATCH_RECORDS, RESULTS_JSON
 from . import REPO_ROOT
@@ -150,8 +151,7 @@ def run_one(config_file, out_dir, seed, opts):
     )
     # a run interrupted earlier goes on from its last checkpoint: its wall time below is this
     # process's only, so the record says where it started
-    tag = Path(out_dir) / "last_checkpoint"
-    resumed_from = tag.read_text().strip() if tag.is_file() else None
+    resumed_from = last_checkpoint_name(out_dir)
     start = time.perf_counter()
     results = defaults.main(args)
     wall = time.perf_counter() - start

@@ -187,6 +187,16 @@ def checkpoint_name_iteration(path: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
+def last_checkpoint_name(save_dir: str) -> Optional[str]:
+    """The file name ``save_dir/last_checkpoint`` tags (the checkpoint ``--resume`` starts
+    from, unless it fails to load), or None where there is no tag."""
+    tag = os.path.join(save_dir, "last_checkpoint")
+    if not os.path.isfile(tag):
+        return None
+    with open(tag) as f:
+        return f.read().strip()
+
+
 def _stored_iteration(data) -> Optional[int]:
     """The ``iteration`` a training checkpoint stores (PeriodicCheckpointer saves it), or None."""
     value = data.get("iteration") if isinstance(data, dict) else None
