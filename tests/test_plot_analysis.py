@@ -194,6 +194,10 @@ def test_per_class_ap(tmp_path, capsys):
     assert "slope +12.7 AP per 10x training images" in printed  # 20 AP over log10(150 / 4)
     with pytest.raises(SystemExit, match="no per-class AP"):
         pa.per_class_ap_stats({"runs": {"baseline": {"0": {}}}})
+    assert list(pa.per_class_ap_stats(results, "segm", ["lda"])[2]) == ["lda"]
+    with pytest.raises(SystemExit, match=r"--methods \['seesaw'\] not in the results; "
+                       r"they hold: 'baseline', 'lda'"):
+        pa.main(["per-class-ap", "--results", str(f), "--out", str(out), "--methods", "seesaw"])
 
 
 # ------------------------------------------------------------------------------ features

@@ -337,14 +337,21 @@ def plot_ap_groups(results_file, out, task="segm"):
     return _save(fig, out)
 
 
-def per_class_ap_stats(results, task="segm"):
+def per_class_ap_stats(results, task="segm", methods=None):
     """
     results.json's dict -> (image_count, frequency, {method: {category id: AP}}): the training
     image count and r/c/f group of every class, and each method's AP of the classes with ground
-    truth in val (mean over seeds).
+    truth in val (mean over seeds); ``methods``: only these rows of the results, in this order
+    (a protocol's results hold every method's untuned row too, too many for one figure).
     """
+    if methods:
+        unknown = [m for m in methods if m not in results["runs"]]
+        if unknown:
+            raise SystemExit(f"--methods {unknown} not in the results; they hold: "
+                             + ", ".join(repr(m) for m in results["runs"]))
     per_method, image_count, frequency = {}, {}, {}
-    for method, runs in results["runs"].items():
+    for method in methods or results["runs"]:
+        runs = results["runs"][method]
         rows = [r["analysis"] for r in runs.values() if "analysis" in r]
         if not rows:
             continue
@@ -361,9 +368,9 @@ def per_class_ap_stats(results, task="segm"):
     return image_count, frequency, per_method
 
 
-def plot_per_class_ap(results_file, out, task="segm"):
+def plot_per_class_ap(results_file, out, task="segm", methods=None):
     image_count, frequency, per_method = per_class_ap_stats(
-        json.loads(Path(results_file).read_text()), task)
+        json.loads(Path(results_file).read_text()), task, methods)
     fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
     markers = "os^vD<>phx"
@@ -561,6 +568,8 @@ def get_parser():
     cmd["ap-groups"].add_argument("--task", choices=("segm", "bbox"), default="segm")
     cmd["per-class-ap"].add_argument("--results", required=True)
     cmd["per-class-ap"].add_argument("--task", choices=("segm", "bbox"), default="segm")
+    cmd["per-class-ap"].add_argument("--methods", nargs="+",
+                                     help="the results' rows to draw (default: all)")
     p = cmd["feature-distances"]
     p.add_argument("--dataset", default="lvis_embedded_val")
     p.add_argument("--max-images", type=int, default=None)
@@ -583,7 +592,7 @@ def main(argv=None):
     if a.command == "ap-groups":
         return plot_ap_groups(a.results, a.out, a.task)
     if a.command == "per-class-ap":
-        return plot_per_class_ap(a.results, a.out, a.task)
+        return plot_per_class_ap(a.results, a.out, a.task, a.methods)
     runs = [parse_run(r) for r in a.run]
     if a.command == "lda-stats":
         return print_lda_stats(runs, a.out)
