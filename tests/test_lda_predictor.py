@@ -308,3 +308,36 @@ def test_foreground_only_heads_give_the_losses_and_gradients_of_heads_on_all_row
     for (name, p), q in zip(predictor.named_parameters(), reference.parameters()):
         assert p.grad is not None and q.grad is not None, name  # DDP: every parameter takes part
         assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+
+
+def test_trajectory_tool_is_deterministic_and_tells_a_change(tmp_path):
+    """tools/predictor_trajectory.py, run as users run it: the same code twice gives the same
+    losses and alpha at every step; another learning rate is told apart; files of different
+    lengths are refused."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "predictor_trajectory.py"
+
+    def run(name, *args, steps="25"):
+        cmd = [sys.executable, str(tool), "--out", str(tmp_path / name), "--steps", steps,
+               "--window", "5", *args]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    assert run("a.json").returncode == 0
+    steps = json.loads((tmp_path / "a.json").read_text())
+    assert len(steps) == 25
+    assert set(steps[0]) == {"alpha", "loss_fgbg", "loss_cls_unbalanced", "loss_cls_balanced",
+                             "loss_intra", "loss_inter", "loss_box_reg"}
+    assert all(math.isfinite(v) for s in steps for v in s.values())
+    assert max(s["alpha"] for s in steps) > 0  # the balanced loss takes part
+    first = str(tmp_path / "a.json")
+    same = run("b.json", "--compare", first).stdout
+    assert same.count("largest relative difference 0.00e+00") == 7, same
+    other = run("c.json", "--compare", first, "--lr", "0.1").stdout
+    assert "loss_cls_unbalanced: largest relative difference 0.00e+00" not in other, other
+    assert "loss_cls_unbalanced: largest relative difference" in other, other
+    short = run("d.json", "--compare", first, steps="10")
+    assert short.returncode != 0 and "10 steps against 25" in short.stderr, short.stderr[-2000:]
