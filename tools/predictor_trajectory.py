@@ -67,8 +67,6 @@ def trajectory(steps, num_classes, dim, rois, window, lr):
 
 def max_relative_differences(a, b):
     """{key: largest |a - b| / |a| over the steps both files have}."""
-    if len(a) != len(b):
-        raise SystemExit(f"--compare: {len(b)} steps against {len(a)}; run both with --steps alike")
     keys = sorted(set(a[0]) & set(b[0]))
     return {k: max(abs(x[k] - y[k]) / max(abs(x[k]), 1e-12) for x, y in zip(a, b)) for k in keys}
 
@@ -84,13 +82,18 @@ def main(argv=None):
     p.add_argument("--window", type=int, default=20, help="MODEL.LDA.WINDOW")
     p.add_argument("--lr", type=float, default=0.2)
     args = p.parse_args(argv)
+    other = None
+    if args.compare:  # read first: a wrong file is told before the training
+        with open(args.compare) as f:
+            other = json.load(f)
+        if len(other) != args.steps:
+            raise SystemExit(f"--compare: {args.compare} has {len(other)} steps, this run "
+                             f"{args.steps}; run both with the same --steps")
     out = trajectory(args.steps, args.num_classes, args.dim, args.rois, args.window, args.lr)
     with open(args.out, "w") as f:
         json.dump(out, f)
     print(f"{args.steps} steps of {projects_lda.__file__}'s predictor written to {args.out}")
-    if args.compare:
-        with open(args.compare) as f:
-            other = json.load(f)
+    if other is not None:
         for k, v in max_relative_differences(other, out).items():
             print(f"{k:>22}: largest relative difference {v:.2e}")
 
