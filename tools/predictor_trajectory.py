@@ -23,7 +23,7 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-import projects_lda  # noqa: F401  (registers, and shows which checkout is imported)
+import projects_lda  # the checkout imported (another commit's under PYTHONPATH) is printed
 from projects_lda.modeling.lda_fast_rcnn import LDAFastRCNNOutputLayers
 
 
@@ -66,7 +66,7 @@ def trajectory(steps, num_classes, dim, rois, window, lr):
 
 
 def max_relative_differences(a, b):
-    """{key: largest |a - b| / |a| over the steps both files have}."""
+    """{key: largest |a - b| / |a| over the steps (the files hold as many)}."""
     keys = sorted(set(a[0]) & set(b[0]))
     return {k: max(abs(x[k] - y[k]) / max(abs(x[k]), 1e-12) for x, y in zip(a, b)) for k in keys}
 
