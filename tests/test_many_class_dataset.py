@@ -256,6 +256,11 @@ def test_many_class_defaults_and_variants():
     assert fed["num_train_images"] > bench["num_train_images"]
     assert embedded.get_embedded_root("many_class").endswith("_many_class")
     assert embedded.get_embedded_root("many_class_1203").endswith("_many_class_1203")
+    # the 1,203-class study's: federated, about 11 classes a training image (at most 12)
+    fed1203 = embedded.resolve_params(**embedded.VARIANTS["many_class_1203_federated"])
+    least = many_class.many_class_minimums(1203, federated=True)
+    assert fed1203["federated"] and all(fed1203[k] >= v for k, v in least.items())
+    assert fed1203["num_train_images"] < 1.1 * least["num_train_images"]
     # explicit values are kept; None takes the default of the class count
     assert embedded.resolve_params(num_classes=300, num_train_images=None)["num_train_images"] == (
         many_class.many_class_defaults(300)["num_train_images"]
@@ -275,7 +280,8 @@ def test_many_class_module_is_split_from_the_small_variant_without_a_cycle():
 def test_many_class_splits_registered_on_import_without_generating():
     for prefix, variant in (("lvis_embedded_many", "many_class"),
                             ("lvis_embedded_many_fed", "many_class_federated"),
-                            ("lvis_embedded_many1203", "many_class_1203")):  # fmt: skip
+                            ("lvis_embedded_many1203", "many_class_1203"),
+                            ("lvis_embedded_many1203_fed", "many_class_1203_federated")):  # fmt: skip
         for split in embedded.SPLITS:
             name = f"{prefix}_{split}"
             assert name in DatasetCatalog.list() and ds._REGISTERED[name][2] == variant
@@ -312,14 +318,15 @@ def test_many_class_registration_resolves_to_the_variant(many, tmp_path, monkeyp
 @pytest.mark.parametrize("config, variant", [
     (f"EmbeddedMany/{m}mask_rcnn_R_18_FPN_cpu_embeddedmany.yaml", "many_class")
     for m in ("", "lda_", "seesaw_", "eqlv2_", "fedloss_", "balanced_softmax_")
-] + [(f"EmbeddedMany1203/{m}mask_rcnn_R_18_FPN_cpu_embeddedmany1203.yaml", "many_class_1203")
-     for m in ("", "lda_")])
+] + [(f"EmbeddedMany1203/{m}mask_rcnn_R_18_FPN_cpu_embeddedmany1203.yaml",
+       "many_class_1203_federated") for m in ("", "lda_")])
 def test_configs_match_the_variant(config, variant):
     cfg = get_project_cfg()
     cfg.merge_from_file(str(CONFIGS / config))
     params = embedded.VARIANTS[variant]
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == params["num_classes"]
-    prefix = {"many_class": "lvis_embedded_many", "many_class_1203": "lvis_embedded_many1203"}
+    prefix = {"many_class": "lvis_embedded_many",
+              "many_class_1203_federated": "lvis_embedded_many1203_fed"}
     assert cfg.DATASETS.TRAIN == (f"{prefix[variant]}_train",)
     assert cfg.DATASETS.TEST == (f"{prefix[variant]}_test",)
     for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST:
@@ -333,5 +340,7 @@ def test_configs_match_the_variant(config, variant):
     assert cfg.DATALOADER.REPEAT_THRESHOLD * params["num_train_images"] == pytest.approx(100, 0.01)
     # lr drops at 8/12 and 11/12 of the schedule, as in the paper's 12 epochs
     assert cfg.SOLVER.STEPS == tuple(int(e * cfg.SOLVER.MAX_ITER / 12 + 0.5) for e in (8, 11))
-    if variant == "many_class_1203":  # 12 passes over the training images
-        assert cfg.SOLVER.MAX_ITER == round(12 * params["num_train_images"] / cfg.SOLVER.IMS_PER_BATCH)
+    if variant == "many_class_1203_federated":  # LVIS's annotation, about 5 passes
+        assert params["federated"] and params["num_classes"] == 1203
+        passes = cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH / params["num_train_images"]
+        assert 5 <= passes <= 6

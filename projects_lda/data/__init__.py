@@ -6,7 +6,8 @@ Importing this package registers ``lvis_embedded_{train,val,test}``, the federat
 ``lvis_embedded_fed_{train,val,test}``, the many-class variant (:mod:`projects_lda.data.many_class`)
 at the benchmark's 300 classes ``lvis_embedded_many_{train,val,test}`` and
 ``lvis_embedded_many_fed_{train,val,test}`` and at LVIS v1's 1,203 classes
-``lvis_embedded_many1203_{train,val,test}`` (nothing is generated before first use), completes the
+``lvis_embedded_many1203_{train,val,test}`` and ``lvis_embedded_many1203_fed_{train,val,test}``
+(nothing is generated before first use), completes the
 metadata of detectron2's LVIS splits, and registers the datasets named in ``$LDA_EXTRA_DATASETS``.
 """
 from .datasets import (
@@ -57,5 +58,6 @@ register_embedded_lvis(prefix="lvis_embedded_fed", variant="federated")
 register_embedded_lvis(prefix="lvis_embedded_many", variant="many_class")
 register_embedded_lvis(prefix="lvis_embedded_many_fed", variant="many_class_federated")
 register_embedded_lvis(prefix="lvis_embedded_many1203", variant="many_class_1203")
+register_embedded_lvis(prefix="lvis_embedded_many1203_fed", variant="many_class_1203_federated")
 register_all_lvis()
 register_from_env()

@@ -391,7 +391,7 @@ def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustiv
     Register ``<prefix>_train``, ``<prefix>_val`` (for tuning) and ``<prefix>_test`` (for
     reporting): the embedded dataset's ``variant`` (a key of
     :data:`~projects_lda.data.embedded.VARIANTS`: "exhaustive", "federated", "many_class",
-    "many_class_federated", "many_class_1203") in ``root`` (None:
+    "many_class_federated", "many_class_1203", "many_class_1203_federated") in ``root`` (None:
     :func:`~projects_lda.data.embedded.get_embedded_root`, resolved on first use). Nothing is
     generated before the first ``DatasetCatalog.get`` or lazy metadata access.
     """

@@ -7,8 +7,10 @@ predictor in :mod:`projects_lda.modeling.lda_fast_rcnn` wires them together.
 
 Half precision (float16 / bfloat16 inputs, e.g. under ``SOLVER.AMP.ENABLED``): the losses are
 computed in float32 from their inputs (class centres summed with ``index_add_`` overflow float16
-at LVIS scale, and cosine similarities lose their epsilon), and returned in float32; gradients
-flow back to the half-precision inputs. Only the foreground rows enter, so the casts are cheap.
+at LVIS scale, and cosine similarities lose their epsilon), also inside an autocast region (the
+one matrix product, which autocast would run in half precision, runs with autocast off), and
+returned in float32; gradients flow back to the half-precision inputs. Only the foreground rows
+enter, so the casts are cheap.
 """
 from typing import Optional
 
@@ -158,7 +160,12 @@ def inter_class_loss(
     first = torch.sort((counts == 0).to(torch.uint8), stable=True).indices[:k]
     present = counts[first] > 0
     normed = F.normalize(centres[first], dim=1)
-    hinge = (margin - (1.0 - normed @ normed.t())).clamp(min=0)
+    # autocast would run the product in half precision whatever its inputs' dtype (matmul is on
+    # its lower-precision list): the cosines near the margin would be rounded to 1e-3 (float16)
+    # or 1e-2 (bfloat16)
+    with torch.autocast(device_type=normed.device.type, enabled=False):
+        cosines = normed @ normed.t()
+    hinge = (margin - (1.0 - cosines)).clamp(min=0)
     pairs = (present[:, None] & present[None, :]).fill_diagonal_(False).to(hinge.dtype)
     return (hinge * pairs).sum() / pairs.sum().clamp(min=1) + zero
 
