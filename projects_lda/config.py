@@ -17,6 +17,9 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.GAMMA = 1.5
     # lambda (Eq. 9): weight of the domain-divergence terms, lambda * (L_intra + L_inter).
     # 0.1 for LVIS (paper 4.2). 0 disables the projection-head losses (empirical risks only).
+    # The class centres of Eq. 7-8 are each worker's (its own images' foreground proposals);
+    # Eq. 7 averages over the classes with at least two of them (docs/design.md, "Eq. 7-8 in
+    # the detector").
     _C.MODEL.LDA.LAMBDA = 0.1
     # m (Eq. 8): margin of the inter-class hinge max(0, m - (1 - cos(mu_j, mu_k))), averaged over
     # the ordered pairs of classes in the batch. 1 in the paper.
@@ -27,6 +30,8 @@ def add_lda_config(cfg):
     _C.MODEL.LDA.WINDOW = 100
     # alpha (Eq. 9), the weight of L_b: negative (default) = the self-adaptive alpha of Eq. 6;
     # a value >= 0 fixes alpha at that value for every iteration (the ablation of paper Table 5).
+    # BALANCED_LOSS_FACTOR multiplies a fixed alpha too: the paper's literal "alpha = 1" is
+    # FIXED_ALPHA 1.0 with BALANCED_LOSS_FACTOR 1.0.
     _C.MODEL.LDA.FIXED_ALPHA = -1.0
     # Extra factor on alpha * L_b in Eq. 9 (the released code uses 2.0 with its percent alpha and
     # summed L_b). With alpha in fractions (a gap of 0.2-0.3 gives alpha = 0.09-0.16 at
