@@ -158,6 +158,49 @@ def test_coco_format_trains_evaluates_and_reports(own_data, train_args, tmp_path
             res[task]["AP"], abs=1e-6)
         assert report["tasks"][task]["group_confusions"] is not None  # supercategory groups
     assert "TIDE" in (out / "report" / "report.md").read_text()
+    # the same report later from the run's saved results
+    from projects_lda.evaluation.report import main as eval_report
+
+    again = eval_report(["--run", str(tmp_path), "--out", str(tmp_path / "again")])["own_val"]
+    assert again["classes"] == report["classes"]
+    assert again["tasks"]["segm"]["tide"] == report["tasks"]["segm"]["tide"]
+
+
+def test_dataset_report(own_data, tmp_path):
+    """The numbers of tools/inspect_dataset.py on a training file lacking one class (the val
+    split has it), against what the records say and detectron2's repeat factors."""
+    from detectron2.data.samplers import RepeatFactorTrainingSampler
+
+    from projects_lda.data.report import main as inspect
+
+    data = copy.deepcopy(own_data["own_train"])
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] != 12]
+    path = tmp_path / "train_without_12.json"
+    path.write_text(json.dumps(data))
+    r = inspect(["--json", str(path), "--image-root", own_data["root"], "--eval-json",
+                 own_data["own_val_json"], "--thresholds", "0.1", "0.5", "--out",
+                 str(tmp_path / "report")])
+    anns = data["annotations"]
+    assert r["instances"] == sum(1 for a in anns if not a["iscrowd"])
+    assert r["crowd_regions"] == sum(1 for a in anns if a["iscrowd"])
+    counts = [len({a["image_id"] for a in anns if a["category_id"] == SPARSE * (k + 1)
+                   and not a["iscrowd"]}) for k in range(6)]
+    assert r["image_counts"] == counts and counts[5] == 0
+    assert r["images_per_class"] == {"min": 0, "median": float(np.median(counts)),
+                                     "max": max(counts)}
+    assert r["classes_without_training_images"] == [data["categories"][0]["name"]]
+    assert r["eval_splits"]["inspect_dataset_eval0"]["absent_from_training"] == \
+        [data["categories"][0]["name"]]
+    records = [d for d in DatasetCatalog.get("inspect_dataset_train")
+               if any(not a.get("iscrowd") for a in d["annotations"])]
+    assert r["training_images"] == len(records)
+    for s in r["repeat_factors"]:
+        factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+            records, s["threshold"])
+        assert s["expected_epoch_images"] == pytest.approx(float(factors.sum()))
+        assert s["images_repeated"] == int((factors > 1).sum())
+    assert [s["threshold"] for s in r["repeat_factors"]] == [0.001, 0.1, 0.5]
+    assert (tmp_path / "report" / "class_histogram.png").stat().st_size > 0
 
 
 def test_box_only_trains_and_evaluates_bbox(own_data, train_args, tmp_path):

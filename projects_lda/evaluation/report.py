@@ -194,3 +194,70 @@ def _report_markdown(out, tasks, train_counts):
                      (": " + ", ".join(c["name"] for c in untrained[:30]) if untrained else ""))
     lines.append("\nPer class: per_class.md / per_class.csv.")
     return "\n".join(lines) + "\n"
+
+
+def get_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        description="Evaluation report of a run from its saved results: per-class AP (CSV, "
+        "Markdown) with r/c/f group and training images, TIDE breakdown, sibling confusions.")
+    p.add_argument("--run", help="a run's OUTPUT_DIR (its config.yaml and "
+                   "inference/<dataset>/lvis_instances_results.json)")
+    p.add_argument("--dataset", help="with --run: the test dataset (default: every one of "
+                   "DATASETS.TEST with saved results)")
+    p.add_argument("--gt", help="instead of --run: the evaluation set's annotation file")
+    p.add_argument("--results", help="with --gt: the results JSON (file category ids)")
+    p.add_argument("--train-dataset", help="the registered training set (r/c/f groups and "
+                   "training images per class; default with --run: DATASETS.TRAIN[0])")
+    p.add_argument("--max-dets", type=int, default=None, help="per-image cap (default: the "
+                   "run's TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE, else 300)")
+    p.add_argument("--out", help="output folder (default: next to the results, report/)")
+    return p
+
+
+def main(argv=None):
+    """``tools/eval_report.py``; returns {dataset or results file: report numbers}."""
+    from detectron2.config import CfgNode
+    from detectron2.data import MetadataCatalog
+
+    from .ground_truth import training_frequencies
+    from .lvis_evaluation import RESULTS_JSON
+
+    args = get_parser().parse_args(argv)
+    jobs = []  # (label, gt json, results, out, federated, has_masks)
+    train, max_dets = args.train_dataset, args.max_dets
+    if args.run:
+        with open(os.path.join(args.run, "config.yaml")) as f:
+            cfg = CfgNode.load_cfg(f)
+        train = train or (cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else None)
+        max_dets = max_dets or cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE
+        for name in [args.dataset] if args.dataset else cfg.DATASETS.TEST:
+            folder = os.path.join(args.run, "inference", name)
+            results = os.path.join(folder, RESULTS_JSON)
+            if not os.path.isfile(results):
+                if args.dataset:
+                    raise SystemExit(f"{results} not found: evaluate with "
+                                     "TEST.LVIS_EVAL.WRITE_RESULTS_JSON True (or REPORT True)")
+                continue
+            meta = MetadataCatalog.get(name)
+            jobs.append((name, meta.json_file, results, args.out or os.path.join(folder, "report"),
+                         meta.get("federated", None), meta.get("has_masks", None)))
+        if not jobs:
+            raise SystemExit(f"no saved results under {args.run}/inference/*/{RESULTS_JSON}: "
+                             "evaluate with TEST.LVIS_EVAL.WRITE_RESULTS_JSON True")
+    elif args.gt and args.results:
+        out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.results)), "report")
+        jobs.append((args.results, args.gt, args.results, out, None, None))
+    else:
+        raise SystemExit("give --run, or --gt and --results")
+    reports = {}
+    for label, gt, results, out, federated, has_masks in jobs:
+        r = write_evaluation_report(
+            gt, results, out, tasks=("bbox",) if has_masks is False else None,
+            federated=federated, frequency=training_frequencies(train),
+            train_counts=training_image_counts(train), max_dets=max_dets or 300)
+        print(f"{label}: " + ", ".join(f"{t} AP {v['summary']['AP']:.1f}"
+                                      for t, v in r["tasks"].items()) + f" -> {out}")
+        reports[label] = r
+    return reports
