@@ -122,12 +122,16 @@ def test_box_only_file_under_a_mask_config_fails_before_training(own_data, train
     assert not (tmp_path / "model_final.pth").exists()
 
 
-def test_rle_masks_need_bitmask_targets(own_data, train_args, tmp_path):
+def test_rle_masks_and_class_count_are_checked_before_training(own_data, train_args, tmp_path):
     import train_net
 
     with pytest.raises(ValueError, match="set INPUT.MASK_FORMAT bitmask"):
         train_net.main(train_args(tmp_path, "DATASETS.TRAIN", "('own_train',)",
                                   "SOLVER.MAX_ITER", "1"))
+    with pytest.raises(ValueError, match="has 6 categories, but MODEL.ROI_HEADS.NUM_CLASSES is "
+                       "12: set MODEL.ROI_HEADS.NUM_CLASSES 6"):
+        train_net.main(train_args(tmp_path, "DATASETS.TRAIN", "('own_box_train',)",
+                                  "MODEL.MASK_ON", "False", "MODEL.ROI_HEADS.NUM_CLASSES", "12"))
 
 
 def test_coco_format_trains_evaluates_and_reports(own_data, train_args, tmp_path):

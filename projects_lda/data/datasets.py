@@ -475,13 +475,20 @@ def register_from_env(env_var=EXTRA_DATASETS_ENV):
 def check_training_datasets(cfg):
     """
     Raises before training when ``cfg`` cannot train on its ``DATASETS.TRAIN`` as loaded (their
-    metadata): masks asked for (``MODEL.MASK_ON``) on a box-only file, or RLE masks with
-    polygon mask targets (``INPUT.MASK_FORMAT``). The error names the dataset, its file and the
-    key to set. Datasets of other loaders (no such metadata) are not checked.
+    metadata): another number of categories than ``MODEL.ROI_HEADS.NUM_CLASSES``, masks asked
+    for (``MODEL.MASK_ON``) on a box-only file, or RLE masks with polygon mask targets
+    (``INPUT.MASK_FORMAT``). The error names the dataset, its file and the key to set. Datasets
+    of other loaders (no such metadata) are not checked.
     """
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     for name in cfg.DATASETS.TRAIN:
         meta = MetadataCatalog.get(name).__dict__  # loaded: no lazy parse from here
         where = f"training dataset {name!r} ({meta.get('json_file', 'no json_file')})"
+        classes = meta.get("thing_classes")
+        if name in _REGISTERED and classes is not None and len(classes) != num_classes:
+            raise ValueError(f"{where} has {len(classes)} categories, but "
+                             f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}: set "
+                             f"MODEL.ROI_HEADS.NUM_CLASSES {len(classes)}")
         if cfg.MODEL.MASK_ON and meta.get("has_masks") is False:
             raise ValueError(f"{where} has boxes only (no annotation has a 'segmentation'): "
                              "set MODEL.MASK_ON False to train a box detector on it")
