@@ -344,3 +344,14 @@ def test_crowd_only_image_is_left_out_of_training_and_kept_in_evaluation(own_dat
     expected = np.bincount([a["category_id"] for d in dicts for a in d["annotations"]
                             if not a.get("iscrowd")], minlength=6)
     assert freq.tolist() == expected.tolist()
+
+
+def test_lvis_api_backend_refuses_an_exhaustive_file(own_data):
+    from projects_lda.config import get_project_cfg
+    from projects_lda.evaluation import build_evaluator
+
+    DatasetCatalog.get("own_box_val")
+    cfg = get_project_cfg()
+    cfg.TEST.LVIS_EVAL.BACKEND = "lvis-api"
+    with pytest.raises(ValueError, match="'own_box_val' is exhaustively annotated.*BACKEND hotcoco"):
+        build_evaluator(cfg, "own_box_val")
