@@ -165,7 +165,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._img_ids = set(self._gt.get_img_ids())
         if federated is None:
             federated = self._metadata.get("federated", None)
-        self._federated = is_federated(self._gt.load_imgs(list(self._img_ids)), federated)
+        self._federated = is_federated(
+            () if federated is not None else self._gt.load_imgs(list(self._img_ids)), federated)
         categories = self._gt.load_cats(self._gt.get_cat_ids())
         if any("frequency" not in c for c in categories) and callable(frequency):
             frequency = frequency()
