@@ -168,11 +168,12 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._federated = is_federated(
             () if federated is not None else self._gt.load_imgs(list(self._img_ids)), federated)
         categories = self._gt.load_cats(self._gt.get_cat_ids())
-        if any("frequency" not in c for c in categories) and callable(frequency):
+        lacking = any("frequency" not in c for c in categories)
+        if lacking and callable(frequency):
             frequency = frequency()
         self._categories = categories_with_frequency(
-            categories, self._gt.load_anns(self._gt.get_ann_ids())
-            if any("frequency" not in c for c in categories) else (), frequency, json_file)
+            categories, self._gt.load_anns(self._gt.get_ann_ids()) if lacking else (),
+            frequency, json_file)
         self._category = {c["id"]: c for c in self._categories}
         self._all_cat_ids = sorted(self._category)
         self._do_evaluation = len(self._gt.get_ann_ids()) > 0
