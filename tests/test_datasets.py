@@ -135,14 +135,31 @@ def test_missing_top_level_key(tmp_path, source, data, new_name):
     assert path in str(e.value)
 
 
-def test_non_contiguous_category_ids(tmp_path, source, data):
-    data["categories"][2]["id"] = 9
+def test_sparse_category_ids_map_to_contiguous_ones(tmp_path, source, data, new_name):
+    """COCO's ids with gaps: contiguous ids in id order, the file's ids kept in the metadata."""
+    sparse = {c["id"]: 2 * c["id"] + 5 for c in data["categories"]}  # 7, 9, ..., 17
+    for c in data["categories"]:
+        c["id"] = sparse[c["id"]]
     for ann in data["annotations"]:
-        ann["category_id"] = 9 if ann["category_id"] == 3 else ann["category_id"]
-    path = _write(tmp_path, data)
-    with pytest.raises(ValueError, match=r"contiguous range 1\.\.6") as e:
-        ds.load_lvis_format(path, source["root"])
-    assert path in str(e.value) and "9" in str(e.value)
+        ann["category_id"] = sparse[ann["category_id"]]
+    data["categories"].reverse()  # any order in the file
+    name = new_name()
+    ds.register_lvis_format(name, _write(tmp_path, data), source["root"])
+    dicts = DatasetCatalog.get(name)
+    meta = MetadataCatalog.get(name)
+    assert meta.thing_dataset_id_to_contiguous_id == {7 + 2 * i: i for i in range(6)}
+    assert [c["id"] for c in meta.class_image_count] == [7 + 2 * i for i in range(6)]
+    objs = [o["category_id"] for d in dicts for o in d["annotations"]]
+    assert objs == [(sparse[a] - 7) // 2 for a in _original_category_ids(source)]
+
+
+def _original_category_ids(source):
+    """The train file's annotations' category ids, in the records' order (image id, file)."""
+    with open(source["train_json"]) as f:
+        d = json.load(f)
+    order = {iid: i for i, iid in enumerate(sorted(img["id"] for img in d["images"]))}
+    anns = sorted(enumerate(d["annotations"]), key=lambda p: (order[p[1]["image_id"]], p[0]))
+    return [a["category_id"] for _, a in anns]
 
 
 def test_unknown_category_id(tmp_path, source, data):
@@ -198,10 +215,13 @@ def test_register_from_env(tmp_path, source, monkeypatch, new_name):
 
 
 def test_parse_dataset_spec():
-    assert ds.parse_dataset_spec("x:/a/b.json:/a/") == ("x", "/a/b.json", "/a/")
-    for bad in ("x:/a/b.json", "x:a:b:c", ":a:b"):
+    assert ds.parse_dataset_spec("x:/a/b.json:/a/") == ("x", "/a/b.json", "/a/", None)
+    assert ds.parse_dataset_spec("x:/a/b.json:/a/:exhaustive")[3] == "exhaustive"
+    for bad in ("x:/a/b.json", "x:a:b:c:d", ":a:b"):
         with pytest.raises(ValueError, match="name:json_file:image_root"):
             ds.parse_dataset_spec(bad)
+    with pytest.raises(ValueError, match="fourth field 'c'"):
+        ds.parse_dataset_spec("x:a:b:c")
 
 
 def test_embedded_registered_on_import_without_generating():

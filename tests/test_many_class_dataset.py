@@ -107,12 +107,12 @@ def test_1203_classes_are_distinct_attribute_combinations_in_sibling_groups():
 def test_error_analysis_groups_siblings_of_both_variants():
     # the benchmark's confusion analysis must group many-class siblings by the table (their
     # names share no common prefix) and keep the small variant's shape-prefix groups
-    from projects_lda.benchmark.runs import _group_of
+    from projects_lda.evaluation.report import sibling_groups
 
     table = many_class.many_class_table(100)[:9]
     cats = [{"id": i + 1, "name": r.name} for i, r in enumerate(table)]
     cats += [{"id": 10, "name": "disc_light"}, {"id": 11, "name": "disc_dark"}]
-    group_of = _group_of(cats)
+    group_of = sibling_groups(cats)
     assert [group_of(i) for i in range(1, 10)] == [r.group for r in table] == [0, 0, 0, 1, 1, 1,
                                                                                2, 2, 2]
     assert group_of(10) == group_of(11) == "disc"

@@ -20,11 +20,11 @@ import torch
 from detectron2.data import MetadataCatalog
 
 from ..config import get_project_cfg
-from ..data.many_class import MANY_CLASS_MAX, many_class_table
 from ..engine import defaults
 from ..engine.checkpoint import last_checkpoint_name
 from ..evaluation.analysis import evaluate_results, group_confusions, per_class_ap, tide_breakdown
 from ..evaluation.lvis_evaluation import MATCH_RECORDS, RESULTS_JSON
+from ..evaluation.report import sibling_groups
 from . import REPO_ROOT
 
 EMBEDDED = "configs/Embedded"
@@ -109,16 +109,6 @@ def inference_time(out_dir):
     return json.loads(files[-1].read_text())["inference_s_per_image"] if files else None
 
 
-def _group_of(categories):
-    """Confusable group of a category of the embedded dataset. The small variant's is the shape
-    in its name (``disc_light``, ``disc_medium``, ``disc_dark`` are one group); the many-class
-    variant's siblings differ in any one attribute, so its group comes from the generator's fixed
-    class table (the table of N classes is the first N of the largest one)."""
-    many = {c.name: c.group for c in many_class_table(MANY_CLASS_MAX)}
-    groups = {c["id"]: many.get(c["name"], c["name"].rsplit("_", 1)[0]) for c in categories}
-    return groups.__getitem__
-
-
 def analyse_run(val_json, results_json, max_dets):
     """Per-class AP, TIDE breakdown and group confusions of one run, per task."""
     with open(results_json) as f:  # read once: both tasks and the counts below use it
@@ -130,7 +120,7 @@ def analyse_run(val_json, results_json, max_dets):
         out[task] = {
             "per_class_ap": per_class_ap(gt, ev),
             "tide": tide_breakdown(ev),
-            "group_confusions": group_confusions(ev, _group_of(cats)),
+            "group_confusions": group_confusions(ev, sibling_groups(cats)),
         }
     out["class_image_count"] = {c["id"]: c.get("image_count") for c in cats}
     out["class_frequency"] = {c["id"]: c.get("frequency") for c in cats}

@@ -1,6 +1,7 @@
 """
 Datasets of projects_lda: the embedded synthetic long-tailed LVIS-format dataset and the
-registration of LVIS-format datasets (see :mod:`projects_lda.data.datasets`).
+registration of COCO- and LVIS-format datasets (see :mod:`projects_lda.data.datasets`), the
+dataset report (:mod:`projects_lda.data.report`).
 
 Importing this package registers ``lvis_embedded_{train,val,test}``, the federated variant
 ``lvis_embedded_fed_{train,val,test}``, the many-class variant (:mod:`projects_lda.data.many_class`)

@@ -117,18 +117,19 @@ def load_training_dicts(dataset_names: List[str], filter_empty: bool = True) -> 
 
 def _loaded_class_lists(
     dataset_names: List[str], num_classes: int, filter_empty: bool
-) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """
-    ``(category_ids, counts per record)`` of the training records, filtered as the training loader
-    filters them, from the class lists kept when the datasets were loaded; None if any dataset
-    was not loaded by :func:`projects_lda.data.datasets.load_lvis_format` in this process.
+    ``(category_ids, counts per record, crowd flags)`` of the training records, filtered as the
+    training loader filters them (records without a non-crowd annotation dropped), from the
+    class lists kept when the datasets were loaded; None if any dataset was not loaded by
+    :func:`projects_lda.data.datasets.load_lvis_format` in this process.
     """
     from .datasets import loaded_class_lists
 
     parts = [loaded_class_lists(name) for name in dataset_names]
     if not parts or any(p is None for p in parts):
         return None
-    for name, (cats, _) in zip(dataset_names, parts):
+    for name, (cats, _, _) in zip(dataset_names, parts):
         if cats.size and not 0 <= int(cats.min()) <= int(cats.max()) < num_classes:
             bad = int(cats.max()) if cats.max() >= num_classes else int(cats.min())
             raise ValueError(
@@ -137,11 +138,14 @@ def _loaded_class_lists(
             )
     cats = np.concatenate([p[0] for p in parts]).astype(np.int64)
     counts = np.concatenate([p[1] for p in parts])
-    if filter_empty:  # LVIS records hold no crowd annotation: empty means no annotation
-        counts = counts[counts > 0]
-    if not counts.size or not cats.size:
+    crowd = np.concatenate([p[2] for p in parts])
+    if filter_empty:  # as detectron2's filter_images_with_only_crowd_annotations
+        record = np.repeat(np.arange(counts.size), counts)
+        keep = np.bincount(record[~crowd], minlength=counts.size) > 0
+        cats, crowd, counts = cats[keep[record]], crowd[keep[record]], counts[keep]
+    if not counts.size or not (~crowd).any():
         raise ValueError(f"training datasets {list(dataset_names)} hold no annotated image")
-    return cats, counts
+    return cats, counts, crowd
 
 
 def repeat_factors_from_lists(
@@ -151,6 +155,7 @@ def repeat_factors_from_lists(
     detectron2's ``RepeatFactorTrainingSampler.repeat_factors_from_category_frequency`` on
     per-record class lists, vectorised: ``r(c) = max(1, sqrt(t / f(c)))`` with ``f(c)`` the
     fraction of records holding class c, and ``r(I) = max_{c in I} r(c)`` (1 without instance).
+    Like detectron2's, it counts crowd annotations too.
     """
     num_records = counts.size
     record = np.repeat(np.arange(num_records), counts)
@@ -178,12 +183,12 @@ def class_frequencies_from_datasets(
     if lists is None:
         dicts = load_training_dicts(dataset_names, filter_empty)
         return class_frequencies(dicts, num_classes, source=source, repeat_thresh=repeat_thresh)
-    cats, counts = lists
+    cats, counts, crowd = lists
     weights = None
     if source == "sampled" and repeat_thresh > 0:
         factors = repeat_factors_from_lists(cats, counts, num_classes, repeat_thresh)
-        weights = np.repeat(factors, counts)
-    freq = np.bincount(cats, weights=weights, minlength=num_classes)
+        weights = np.repeat(factors, counts)[~crowd]
+    freq = np.bincount(cats[~crowd], weights=weights, minlength=num_classes)
     return torch.from_numpy(freq.astype(np.float64)).to(torch.float32)
 
 
@@ -191,9 +196,9 @@ def _image_counts_from_datasets(dataset_names, num_classes, filter_empty) -> tor
     lists = _loaded_class_lists(dataset_names, num_classes, filter_empty)
     if lists is None:
         return class_image_counts(load_training_dicts(dataset_names, filter_empty), num_classes)
-    cats, counts = lists
+    cats, counts, crowd = lists
     record = np.repeat(np.arange(counts.size), counts)
-    pairs = np.unique(record * num_classes + cats)
+    pairs = np.unique((record * num_classes + cats)[~crowd])
     freq = np.bincount(pairs % num_classes, minlength=num_classes)
     return torch.from_numpy(freq.astype(np.float64)).to(torch.float32)
 

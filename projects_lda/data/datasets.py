@@ -1,5 +1,6 @@
 """
-Registration of LVIS-format datasets, independent of detectron2's built-in LVIS metadata.
+Registration of COCO- and LVIS-format datasets, independent of detectron2's built-in LVIS
+metadata.
 
 Registered on ``import projects_lda.data`` (idempotent):
 
@@ -19,17 +20,25 @@ Registered on ``import projects_lda.data`` (idempotent):
   detectron2's, the file parsed once) and their metadata completed with the fields below
   (see :func:`register_all_lvis`).
 * user datasets listed in ``$LDA_EXTRA_DATASETS``, as semicolon-separated
-  ``name:json_file:image_root`` entries, e.g.
+  ``name:json_file:image_root`` entries (optionally ``:federated`` or ``:exhaustive`` appended
+  to force how the file is evaluated), e.g.
   ``LDA_EXTRA_DATASETS="my_train:/data/my/train.json:/data/my/;my_val:/data/my/val.json:/data/my/"``
   (register them in other code with :func:`register_lvis_format`).
 
-Like LVIS v1, images are found from ``coco_url`` (``.../<split folder>/<file>``) as
-``image_root/<split folder>/<file>`` (detectron2's ``load_lvis_json``); ``image_root`` is the
-folder that contains the split folders.
+What a file may hold (COCO and LVIS formats, sparse category ids, ``file_name`` or
+``coco_url``, polygons / RLE / no masks, crowd regions) and what is refused:
+:mod:`projects_lda.data.annotation_file`. Images are found from ``file_name`` relative to
+``image_root`` (COCO, detectron2's ``load_coco_json``) or, without it, from ``coco_url``
+(``.../<split folder>/<file>``) as ``image_root/<split folder>/<file>`` (LVIS v1, detectron2's
+``load_lvis_json``).
 
 Metadata (``MetadataCatalog.get(name)``) of these datasets:
 
-* ``thing_classes``: category names, indexed by contiguous id (= LVIS category id - 1);
+* ``thing_classes``: category names, indexed by contiguous id (categories in id order);
+* ``thing_dataset_id_to_contiguous_id``: the file's category id -> contiguous id (detectron2's
+  key; evaluation and written results use the file's ids);
+* ``federated`` (the file has LVIS's negative / not-exhaustive lists, or was registered so),
+  ``has_masks`` (False for a box-only file) and ``has_rle_masks``;
 * ``class_image_count``: in detectron2's own format (that of its LVIS metadata, read by its
   federated loss), ``[{"id": category_id, "image_count": n}, ...]``, one entry per category in
   id order; ``class_instance_count``: a list of the categories' ``instance_count`` (detectron2
@@ -46,22 +55,17 @@ by ``DatasetCatalog.get``, whichever comes first. For a training set the counts 
 statistics; LDA should take them from the training dataset's metadata.
 
 The loader validates the file before returning, with errors that name the file and the offending
-id or key: missing file, malformed JSON, missing keys, category ids that are not ``1..C``,
-annotations with unknown category or image ids, invalid polygons, and missing image files
+id or key (:mod:`projects_lda.data.annotation_file`), and checks that the image files exist
 (existence only; image content is checked when it is read).
 """
 import json
 import logging
 import os
-from collections import defaultdict
-
-import numpy as np
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
-from detectron2.structures import BoxMode
 
-from .frequency_groups import lvis_frequency
+from . import annotation_file
 
 __all__ = [
     "EXTRA_DATASETS_ENV",
@@ -73,12 +77,19 @@ __all__ = [
     "register_all_lvis",
     "parse_dataset_spec",
     "register_from_env",
+    "check_training_datasets",
+    "ANNOTATION_KINDS",
 ]
 
 logger = logging.getLogger(__name__)
 
 EXTRA_DATASETS_ENV = "LDA_EXTRA_DATASETS"
-CLASS_KEYS = ("thing_classes", "class_image_count", "class_instance_count", "class_frequency")
+# per-class and per-file metadata of a loaded file (annotation_file.class_metadata)
+CLASS_KEYS = ("thing_classes", "thing_dataset_id_to_contiguous_id", "class_image_count",
+              "class_instance_count", "class_frequency", "federated", "has_masks",
+              "has_rle_masks")
+# the annotation kinds a file can be forced to at registration (None: from its fields)
+ANNOTATION_KINDS = ("federated", "exhaustive")
 _BUILTIN_LVIS = {
     "lvis_v1_train": "v1",
     "lvis_v1_val": "v1",
@@ -166,84 +177,13 @@ def _read_json(json_file):
         ) from e
 
 
-def _require(entry, keys, what, json_file):
-    missing = [k for k in keys if k not in entry]
-    if missing:
-        raise ValueError(f"{what} in {json_file} lacks the key(s) {missing}")
-
-
-def _validate(data, json_file):
-    """Check an LVIS-format dict; returns its categories sorted by id."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{json_file} does not hold a JSON object (got {type(data).__name__})")
-    _require(data, ("images", "annotations", "categories"), "The top-level object", json_file)
-    cats = sorted(data["categories"], key=lambda c: c.get("id", -1))
-    for cat in cats:
-        _require(cat, ("id", "name"), f"Category {cat.get('id', cat)}", json_file)
-    ids = [c["id"] for c in cats]
-    if ids != list(range(1, len(cats) + 1)):
-        bad = sorted(set(ids) ^ set(range(1, len(cats) + 1))) or ["duplicates"]
-        raise ValueError(
-            f"Category ids in {json_file} must be the contiguous range 1..{len(cats)} "
-            f"(as in LVIS); found {len(cats)} categories with ids {ids[:5]}...{ids[-3:]} "
-            f"(offending: {bad[:10]})"
-        )
-    image_ids = set()
-    for img in data["images"]:
-        _require(img, ("id", "height", "width", "coco_url"), f"Image {img.get('id')}", json_file)
-        if img["id"] in image_ids:
-            raise ValueError(f"Image id {img['id']} appears twice in {json_file}")
-        image_ids.add(img["id"])
-    ann_ids = set()
-    for ann in data["annotations"]:
-        what = f"Annotation {ann.get('id')}"
-        _require(ann, ("id", "image_id", "category_id", "bbox", "segmentation"), what, json_file)
-        if ann["id"] in ann_ids:
-            raise ValueError(f"Annotation id {ann['id']} appears twice in {json_file}")
-        ann_ids.add(ann["id"])
-        if not 1 <= ann["category_id"] <= len(cats):
-            raise ValueError(
-                f"Annotation id {ann['id']} in {json_file} has category_id {ann['category_id']}, "
-                f"which is not among the categories (ids 1..{len(cats)})"
-            )
-        if ann["image_id"] not in image_ids:
-            raise ValueError(
-                f"Annotation id {ann['id']} in {json_file} has image_id {ann['image_id']}, "
-                f"which is not among the images"
-            )
-        segm = ann["segmentation"]
-        if not segm or any(len(p) < 6 or len(p) % 2 for p in segm):
-            raise ValueError(
-                f"Annotation id {ann['id']} in {json_file} has an invalid segmentation: expected "
-                "a non-empty list of polygons [x1, y1, x2, y2, ...] with at least 3 points"
-            )
-    return cats
-
-
 def class_metadata(data, json_file):
     """
-    Per-class metadata (:data:`CLASS_KEYS`) of a validated LVIS-format dict. Counts missing from
-    the categories are computed from the annotations of the same file.
+    Per-class metadata (:data:`CLASS_KEYS`) of a parsed COCO- or LVIS-format dict, validated
+    (:func:`projects_lda.data.annotation_file.class_metadata`). Counts missing from the
+    categories are computed from the annotations of the same file.
     """
-    cats = _validate(data, json_file)
-    images, instances = defaultdict(set), defaultdict(int)
-    if any("image_count" not in c or "instance_count" not in c for c in cats):
-        for ann in data["annotations"]:
-            images[ann["category_id"]].add(ann["image_id"])
-            instances[ann["category_id"]] += 1
-    image_count = [c.get("image_count", len(images[c["id"]])) for c in cats]
-    if any("frequency" not in c for c in cats):
-        logger.warning("%s: categories lack 'frequency' (LVISEval needs it)", json_file)
-    return {
-        "thing_classes": [c["name"] for c in cats],
-        "class_image_count": [
-            {"id": c["id"], "image_count": n} for c, n in zip(cats, image_count)
-        ],
-        "class_instance_count": [c.get("instance_count", instances[c["id"]]) for c in cats],
-        "class_frequency": [
-            c.get("frequency", lvis_frequency(n)) for c, n in zip(cats, image_count)
-        ],
-    }
+    return annotation_file.class_metadata(data, json_file)
 
 
 def _image_prefix(image_root):
@@ -257,94 +197,76 @@ def _file_stamp(path):
     return st.st_mtime_ns, st.st_size
 
 
-def _lvis_records(data, image_root):
-    """
-    detectron2 dataset dicts of a validated LVIS-format dict, as detectron2's ``load_lvis_json``
-    makes them (records sorted by image id, annotations in file order, ``category_id`` = LVIS id
-    - 1, file name from ``coco_url``), from the dict already parsed instead of parsing the file a
-    second time. The records share the boxes and polygons of ``data``.
-    """
-    anns_of = defaultdict(list)
-    for ann in data["annotations"]:
-        anns_of[ann["image_id"]].append(ann)
-    records = []
-    for img in sorted(data["images"], key=lambda i: i["id"]):
-        split_folder, file_name = img["coco_url"].split("/")[-2:]
-        records.append(
-            {
-                "file_name": os.path.join(image_root + split_folder, file_name),
-                "height": img["height"],
-                "width": img["width"],
-                "not_exhaustive_category_ids": img.get("not_exhaustive_category_ids", []),
-                "neg_category_ids": img.get("neg_category_ids", []),
-                "image_id": img["id"],
-                "annotations": [
-                    {
-                        "bbox": ann["bbox"],
-                        "bbox_mode": BoxMode.XYWH_ABS,
-                        "category_id": ann["category_id"] - 1,
-                        "segmentation": ann["segmentation"],
-                    }
-                    for ann in anns_of.pop(img["id"], ())
-                ],
-            }
-        )
-    return records
-
-
 def loaded_class_lists(name):
     """
-    ``(category_ids, counts)`` of the records of dataset ``name`` as last loaded by
+    ``(category_ids, counts, crowd)`` of the records of dataset ``name`` as last loaded by
     :func:`load_lvis_format` in this process: the contiguous category ids of all annotations
-    (int32, record after record) and the number of annotations of each record (int64). None when
-    it was not loaded here or its file changed since. O(instances) memory, not images x classes.
+    (int32, record after record), the number of annotations of each record (int64) and whether
+    each annotation is a crowd region (bool). None when it was not loaded here or its file
+    changed since. O(instances) memory, not images x classes.
     """
     entry = _CLASS_LISTS.get(name)
     if entry is None:
         return None
-    json_file, stamp, cats, counts = entry
+    json_file, stamp, lists = entry
     try:
         if _file_stamp(json_file) != stamp:
             return None
     except OSError:
         return None
-    return cats, counts
+    return lists
 
 
-def load_lvis_format(json_file, image_root, dataset_name=None, check_images=True):
+def _check_kind(annotations):
+    if annotations is not None and annotations not in ANNOTATION_KINDS:
+        raise ValueError(f"annotations={annotations!r}: expected None (decided by the file's "
+                         f"fields) or one of {ANNOTATION_KINDS}")
+
+
+def load_lvis_format(json_file, image_root, dataset_name=None, check_images=True, *,
+                     annotations=None):
     """
-    Validate an LVIS-format JSON file and load it into detectron2 dataset dicts, the same dicts
-    as detectron2's ``load_lvis_json`` (the file is parsed once).
+    Validate a COCO- or LVIS-format JSON file (:mod:`projects_lda.data.annotation_file`) and load
+    it into detectron2 dataset dicts, the dicts detectron2's ``load_coco_json`` (or, for an LVIS
+    file, ``load_lvis_json``) makes (the file is parsed once).
 
     Args:
-        json_file (str): the LVIS-format annotation file.
-        image_root (str): folder holding the split folders named in the images' ``coco_url``.
+        json_file (str): the annotation file.
+        image_root (str): the folder the images' ``file_name`` is relative to, or (LVIS) that
+            holds the split folders named in their ``coco_url``.
         dataset_name (str or None): if given, the per-class metadata of this dataset is set, and
             its per-record class lists are kept for :func:`loaded_class_lists`.
         check_images (bool): check that every image file exists.
+        annotations (str or None): "federated" or "exhaustive" to force how the file is
+            evaluated; None: federated when an image has LVIS's ``neg_category_ids`` or
+            ``not_exhaustive_category_ids``.
 
     Returns:
-        list[dict]: detectron2 dataset dicts (``category_id`` = LVIS id - 1).
+        list[dict]: detectron2 dataset dicts (contiguous ``category_id``, in category id order).
     """
-    return _load(json_file, _image_prefix(image_root), dataset_name, check_images, CLASS_KEYS)
+    _check_kind(annotations)
+    return _load(json_file, _image_prefix(image_root), dataset_name, check_images, CLASS_KEYS,
+                 annotations=annotations)
 
 
-def _load(json_file, image_root, dataset_name, check_images, metadata_keys):
+def _load(json_file, image_root, dataset_name, check_images, metadata_keys, *, annotations=None,
+          path_from=None):
     """:func:`load_lvis_format` setting only ``metadata_keys`` of the per-class metadata."""
     stamp = _file_stamp(json_file) if os.path.isfile(json_file) else None
     data = _read_json(json_file)
-    meta = class_metadata(data, json_file)
-    dicts = _lvis_records(data, image_root)
+    meta = annotation_file.class_metadata(data, json_file)
+    if annotations is not None:
+        meta["federated"] = annotations == "federated"
+    dicts = annotation_file.records(data, image_root, meta["thing_dataset_id_to_contiguous_id"],
+                                    meta["federated"], path_from)
     del data
-    logger.info("Loaded %d images in the LVIS format from %s", len(dicts), json_file)
+    logger.info("Loaded %d images (%s, %s) from %s", len(dicts),
+                "federated" if meta["federated"] else "exhaustive",
+                "box-only" if meta["has_masks"] is False else "with masks", json_file)
     if dataset_name is not None:
         _LOADED_METADATA[dataset_name] = (json_file, stamp, meta)
         _set_metadata(dataset_name, {k: meta[k] for k in metadata_keys})
-        counts = np.fromiter((len(d["annotations"]) for d in dicts), np.int64, len(dicts))
-        cats = np.fromiter(
-            (a["category_id"] for d in dicts for a in d["annotations"]), np.int32, counts.sum()
-        )
-        _CLASS_LISTS[dataset_name] = (json_file, stamp, cats, counts)
+        _CLASS_LISTS[dataset_name] = (json_file, stamp, annotation_file.class_lists(dicts))
     if check_images:
         missing = [d for d in dicts if not os.path.isfile(d["file_name"])]
         if missing:
@@ -354,6 +276,13 @@ def _load(json_file, image_root, dataset_name, check_images, metadata_keys):
                 f"(image_root={image_root!r})"
             )
     return dicts
+
+
+def _file_metadata(json_file, annotations):
+    meta = class_metadata(_read_json(json_file), json_file)
+    if annotations is not None:
+        meta["federated"] = annotations == "federated"
+    return meta
 
 
 def _check_reregistration(name, spec):
@@ -368,22 +297,26 @@ def _check_reregistration(name, spec):
     return False
 
 
-def register_lvis_format(name, json_file, image_root, *, check_images=True):
+def register_lvis_format(name, json_file, image_root, *, check_images=True, annotations=None):
     """
-    Register an LVIS-format dataset (see the module docstring for its metadata). Registering the
-    same name again with the same arguments does nothing; with other arguments it raises.
-    Nothing is read at registration.
+    Register a COCO- or LVIS-format dataset (see the module docstring for its metadata;
+    ``annotations`` as in :func:`load_lvis_format`). Registering the same name again with the
+    same arguments does nothing; with other arguments it raises. Nothing is read at
+    registration.
     """
+    _check_kind(annotations)
     json_file = os.path.expanduser(str(json_file))
     image_root = _image_prefix(image_root)
-    if _check_reregistration(name, ("lvis_format", json_file, image_root, check_images)):
+    spec = ("lvis_format", json_file, image_root, check_images, annotations)
+    if _check_reregistration(name, spec):
         return
     DatasetCatalog.register(
-        name, lambda: load_lvis_format(json_file, image_root, name, check_images)
+        name, lambda: load_lvis_format(json_file, image_root, name, check_images,
+                                       annotations=annotations)
     )
-    _lazy_metadata(name, CLASS_KEYS, lambda: class_metadata(_read_json(json_file), json_file))
+    _lazy_metadata(name, CLASS_KEYS, lambda: _file_metadata(json_file, annotations))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="lvis")
-    _REGISTERED[name] = ("lvis_format", json_file, image_root, check_images)
+    _REGISTERED[name] = spec
 
 
 def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustive"):
@@ -489,7 +422,8 @@ def register_all_lvis():
 
         def load(name=name, json_file=json_file, image_root=image_root):
             # image_root as detectron2 registered it: it joins ``image_root + split_folder``
-            return _load(_builtin_json(json_file), image_root, name, False, count_keys)
+            return _load(_builtin_json(json_file), image_root, name, False, count_keys,
+                         path_from="coco_url")
 
         def counts(name=name, json_file=json_file):
             meta = _loaded_metadata(name, json_file)
@@ -500,20 +434,31 @@ def register_all_lvis():
         DatasetCatalog.remove(name)
         DatasetCatalog.register(name, load)
         meta = _lazy_metadata(name, count_keys, counts, replace=count_keys)
-        frequency = [c["frequency"] for c in _builtin_categories(version)]
-        meta.set(class_frequency=frequency, evaluator_type="lvis")
+        cats = _builtin_categories(version)
+        meta.set(class_frequency=[c["frequency"] for c in cats], evaluator_type="lvis",
+                 federated=True, has_masks=True, has_rle_masks=False)
+        if not meta.__dict__.get("thing_dataset_id_to_contiguous_id"):
+            meta.set(thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(cats)})
         _REGISTERED[name] = ("builtin", version)
 
 
 def parse_dataset_spec(spec):
-    """Parse ``"name:json_file:image_root"`` into a (name, json_file, image_root) tuple."""
+    """
+    Parse ``"name:json_file:image_root"`` or ``"name:json_file:image_root:kind"`` (kind: one of
+    :data:`ANNOTATION_KINDS`, forcing how the file is evaluated) into a (name, json_file,
+    image_root, kind or None) tuple.
+    """
     parts = [p.strip() for p in spec.split(":")]
-    if len(parts) != 3 or not all(parts):
+    if len(parts) not in (3, 4) or not all(parts):
         raise ValueError(
-            f"Invalid dataset spec {spec!r}: expected 'name:json_file:image_root' "
-            f"(e.g. in ${EXTRA_DATASETS_ENV}, entries separated by ';')"
+            f"Invalid dataset spec {spec!r}: expected 'name:json_file:image_root' or "
+            f"'name:json_file:image_root:federated|exhaustive' (e.g. in ${EXTRA_DATASETS_ENV}, "
+            "entries separated by ';')"
         )
-    return tuple(parts)
+    if len(parts) == 4 and parts[3] not in ANNOTATION_KINDS:
+        raise ValueError(f"Invalid dataset spec {spec!r}: its fourth field {parts[3]!r} is not "
+                         f"one of {ANNOTATION_KINDS}")
+    return tuple(parts[:3]) + (parts[3] if len(parts) == 4 else None,)
 
 
 def register_from_env(env_var=EXTRA_DATASETS_ENV):
@@ -521,7 +466,32 @@ def register_from_env(env_var=EXTRA_DATASETS_ENV):
     names = []
     for spec in os.environ.get(env_var, "").split(";"):
         if spec.strip():
-            name, json_file, image_root = parse_dataset_spec(spec)
-            register_lvis_format(name, json_file, image_root)
+            name, json_file, image_root, kind = parse_dataset_spec(spec)
+            register_lvis_format(name, json_file, image_root, annotations=kind)
             names.append(name)
     return names
+
+
+def check_training_datasets(cfg):
+    """
+    Raises before training when ``cfg`` cannot train on its ``DATASETS.TRAIN`` as loaded (their
+    metadata): another number of categories than ``MODEL.ROI_HEADS.NUM_CLASSES``, masks asked
+    for (``MODEL.MASK_ON``) on a box-only file, or RLE masks with polygon mask targets
+    (``INPUT.MASK_FORMAT``). The error names the dataset, its file and the key to set. Datasets
+    of other loaders (no such metadata) are not checked.
+    """
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    for name in cfg.DATASETS.TRAIN:
+        meta = MetadataCatalog.get(name).__dict__  # loaded: no lazy parse from here
+        where = f"training dataset {name!r} ({meta.get('json_file', 'no json_file')})"
+        classes = meta.get("thing_classes")
+        if name in _REGISTERED and classes is not None and len(classes) != num_classes:
+            raise ValueError(f"{where} has {len(classes)} categories, but "
+                             f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}: set "
+                             f"MODEL.ROI_HEADS.NUM_CLASSES {len(classes)}")
+        if cfg.MODEL.MASK_ON and meta.get("has_masks") is False:
+            raise ValueError(f"{where} has boxes only (no annotation has a 'segmentation'): "
+                             "set MODEL.MASK_ON False to train a box detector on it")
+        if cfg.MODEL.MASK_ON and meta.get("has_rle_masks") and cfg.INPUT.MASK_FORMAT == "polygon":
+            raise ValueError(f"{where} has RLE masks, which polygon mask targets cannot hold: "
+                             "set INPUT.MASK_FORMAT bitmask")

@@ -30,6 +30,7 @@ from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSampler
 from detectron2.utils import comm
 
+from .datasets import check_training_datasets
 from .mapper import ImageReadError, SafeDatasetMapper
 
 __all__ = [
@@ -278,6 +279,7 @@ def build_reproducible_train_loader(cfg, mapper=None):
         else 0,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
+    check_training_datasets(cfg)  # after the load: the datasets' metadata is set
     seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()  # all workers call this
     return ReproducibleTrainLoader(
         dataset,

@@ -19,11 +19,15 @@ TIDE_ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 def evaluate_results(gt_json, results_json, iou_type="bbox", max_dets=300):
     """
     (gt, COCOeval): the LVIS evaluation of a results JSON (a path or a list of dicts), with
-    lvis-api's rules and per-image cap, evaluated, accumulated and summarized.
+    lvis-api's rules and per-image cap, evaluated, accumulated and summarized. ``gt_json``: a
+    hotcoco.COCO prepared by :func:`projects_lda.evaluation.ground_truth.load_ground_truth`, or
+    a file path, prepared here (an exhaustive file counts detections of absent classes).
     """
     import hotcoco
 
-    gt = gt_json if isinstance(gt_json, hotcoco.COCO) else hotcoco.COCO(str(gt_json))
+    from .ground_truth import load_ground_truth
+
+    gt = gt_json if isinstance(gt_json, hotcoco.COCO) else load_ground_truth(str(gt_json))[0]
     if isinstance(results_json, (list, tuple)):
         rows = list(results_json)
     else:

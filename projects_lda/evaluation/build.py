@@ -3,6 +3,7 @@ import os
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator
 
+from .ground_truth import training_frequencies
 from .lvis_evaluation import HotcocoLVISEvaluator
 
 BACKENDS = ("hotcoco", "lvis-api")
@@ -16,18 +17,30 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
     """
     if output_folder is None:
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "lvis")
+    meta = MetadataCatalog.get(dataset_name)
+    evaluator_type = meta.get("evaluator_type", "lvis")
     if evaluator_type == "lvis":
         backend, metrics = cfg.TEST.LVIS_EVAL.BACKEND, tuple(cfg.TEST.LVIS_EVAL.METRICS)
+        train = cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else None
         if backend == "hotcoco":
             return HotcocoLVISEvaluator(
                 dataset_name,
+                # a box-only file has no masks to evaluate whatever the model predicts
+                tasks=("bbox",) if meta.get("has_masks", None) is False else None,
                 output_dir=output_folder,
                 max_dets_per_image=cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE,
                 write_results_json=cfg.TEST.LVIS_EVAL.WRITE_RESULTS_JSON,
                 metrics=metrics,
                 dets_per_category=cfg.TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY,
+                # r/c/f of categories the file gives no frequency: the training set's groups
+                frequency=lambda: training_frequencies(train),
+                report=cfg.TEST.LVIS_EVAL.REPORT,
+                train_dataset=train,
             )
+        if meta.get("federated", True) is False:
+            raise ValueError(f"dataset {dataset_name!r} is exhaustively annotated (no LVIS "
+                             "neg_category_ids): lvis-api would ignore detections of classes absent "
+                             "from an image; evaluate it with TEST.LVIS_EVAL.BACKEND hotcoco")
         if backend == "lvis-api":  # detectron2's evaluator always writes the results JSON
             if metrics != ("standard",):
                 raise ValueError(f"TEST.LVIS_EVAL.METRICS {metrics}: AP-fixed and AP-pool are "

@@ -25,4 +25,9 @@ def add_evaluation_config(cfg):
     # K of AP-fixed and AP-pool: detections kept per category over the whole evaluation set
     # (Dave et al.: 10,000 for LVIS v1 val).
     cfg.TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY = 10000
+    # Also write the evaluation report (hotcoco backend): per-class AP with r/c/f group and
+    # training images (CSV and Markdown), the TIDE error breakdown and the sibling-class
+    # confusions, into OUTPUT_DIR/inference/<dataset>/report/ (projects_lda/evaluation/report.py;
+    # tools/eval_report.py writes it later from a run's saved results). Writes the results JSON.
+    cfg.TEST.LVIS_EVAL.REPORT = False
     return cfg

@@ -10,7 +10,10 @@ as lvis-api with detectron2's ``LVISEvaluator``:
   the model's order), whatever their category;
 * of those, detections of a category that is neither annotated in the image nor in its
   ``neg_category_ids`` are dropped before matching (``LVISEval._prepare`` ignores them). They
-  cannot change any number, so their boxes are not converted and their masks not RLE-encoded;
+  cannot change any number, so their boxes are not converted and their masks not RLE-encoded.
+  That is a federated file's rule; an exhaustive file (no LVIS per-image lists, e.g. COCO
+  format) has every category it does not annotate in an image as negative there, so every
+  detection counts, as in pycocotools' COCOeval (:mod:`projects_lda.evaluation.ground_truth`);
 * segm results carry no ``bbox``, so a detection's area is its mask area (detectron2 removes
   the box for the same reason).
 
@@ -43,6 +46,7 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
 from . import large_vocab
+from .ground_truth import categories_with_frequency, evaluated_image, is_federated, with_area
 
 __all__ = ["HotcocoLVISEvaluator", "LVIS_METRICS", "METRICS", "select_detections"]
 
@@ -100,6 +104,10 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         write_results_json=False,
         metrics=("standard",),
         dets_per_category=10000,
+        federated=None,
+        frequency=None,
+        report=False,
+        train_dataset=None,
     ):
         """
         Args:
@@ -116,6 +124,16 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                 ``LVIS_METRICS``), "fixed" (``AP-fixed``, ``APr-fixed``, ...), "pool"
                 (``AP-pool``, ``APr-pool``, ...).
             dets_per_category (int): K of AP-fixed and AP-pool (LVIS: 10,000).
+            federated (bool or None): how the file is evaluated (module docstring); None: the
+                dataset's metadata ``federated``, else whether an image has LVIS's lists.
+            frequency (dict, callable or None): {file category id: "r"/"c"/"f"} (or a callable
+                returning it, called only when needed) for the categories without their own
+                ``frequency``: the training set's groups (:func:`ground_truth.training_frequencies`).
+            report (bool): after the evaluation, write the evaluation report (per-class AP,
+                TIDE, sibling confusions: :mod:`projects_lda.evaluation.report`) into
+                ``output_dir/report``; the results JSON is then written too.
+            train_dataset (str or None): the training set the report takes its per-class
+                training image counts from.
         """
         import hotcoco  # a required dependency (setup.cfg); imported here to keep import light
 
@@ -145,10 +163,23 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._gt = hotcoco.COCO(json_file)
         self._json_file = json_file
         self._img_ids = set(self._gt.get_img_ids())
-        self._categories = self._gt.load_cats(self._gt.get_cat_ids())
+        if federated is None:
+            federated = self._metadata.get("federated", None)
+        self._federated = is_federated(
+            () if federated is not None else self._gt.load_imgs(list(self._img_ids)), federated)
+        categories = self._gt.load_cats(self._gt.get_cat_ids())
+        lacking = any("frequency" not in c for c in categories)
+        if lacking and callable(frequency):
+            frequency = frequency()
+        self._categories = categories_with_frequency(
+            categories, self._gt.load_anns(self._gt.get_ann_ids()) if lacking else (),
+            frequency, json_file)
         self._category = {c["id"]: c for c in self._categories}
+        self._all_cat_ids = sorted(self._category)
         self._do_evaluation = len(self._gt.get_ann_ids()) > 0
-        self._write_json = bool(write_results_json) or not self._do_evaluation
+        self._report = bool(report) and self._do_evaluation and output_dir is not None
+        self._train_dataset = train_dataset
+        self._write_json = bool(write_results_json) or not self._do_evaluation or self._report
         if hasattr(self._metadata, "thing_dataset_id_to_contiguous_id"):
             mapping = self._metadata.thing_dataset_id_to_contiguous_id
             table = torch.full((max(mapping.values()) + 1,), -1, dtype=torch.long)
@@ -181,14 +212,14 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             self._records = {t: large_vocab.MatchRecords(cat_ids, self._dets_per_category)
                              for t in tasks}
 
-    def _image(self, image_id):
+    def _image(self, image_id, gts):
+        """The image entry as evaluated (ground_truth.evaluated_image), ``gts`` its objects."""
         if image_id not in self._img_ids:
             raise ValueError(f"image_id {image_id!r} is not an image of {self._dataset_name!r} "
                              f"({self._json_file})")
-        img = self._gt.load_imgs([image_id])[0]
-        img.setdefault("neg_category_ids", [])
-        img.setdefault("not_exhaustive_category_ids", [])
-        return img
+        return evaluated_image(self._gt.load_imgs([image_id])[0],
+                               [a["category_id"] for a in gts], self._all_cat_ids,
+                               self._federated)
 
     def _dataset_ids(self, image_id, classes):
         bad = (classes < 0) | (classes >= len(self._class_to_id))
@@ -212,7 +243,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._time["last_process_end"] = end
 
     def _process_one(self, image_id, instances):
-        img = self._image(image_id)
+        gts = self._gts(image_id)
+        img = self._image(image_id, gts)
         self._seen.append(image_id)
         classes = self._dataset_ids(image_id, instances.pred_classes)
         if self._streams is None:
@@ -223,7 +255,6 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             for empty in self._pending_empty:
                 self._update_empty(empty)
             self._pending_empty = []
-        gts = self._gts(image_id)
         relevant = torch.tensor(
             sorted({a["category_id"] for a in gts} | set(img["neg_category_ids"])),
             dtype=torch.long)
@@ -316,12 +347,15 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             ev.eval_imgs, records.cat_index, image_id, len(evaluated), evaluated.numpy()))
 
     def _gts(self, image_id):
-        return self._gt.load_anns(self._gt.get_ann_ids(img_ids=[image_id]))
+        if image_id not in self._img_ids:
+            return []  # _image raises, naming the image
+        return [with_area(a) for a in self._gt.load_anns(self._gt.get_ann_ids(img_ids=[image_id]))]
 
     def _update_empty(self, image_id):
         if "standard" not in self._metrics:
             return
-        img, gts = self._image(image_id), self._gts(image_id)
+        gts = self._gts(image_id)
+        img = self._image(image_id, gts)
         for stream in self._streams.values():
             stream.update([img], gts, np.zeros((0, 7)))
 
@@ -370,11 +404,25 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         results = OrderedDict()
         if self._do_evaluation:
             results = self._merge_and_evaluate(payloads, set(seen))
+        if self._report and results:
+            self._write_report(list(results))
         if self._output_dir:
             timing = self._timing(len(seen), time.perf_counter() - start)
             with PathManager.open(os.path.join(self._output_dir, TIMING_FILE), "w") as f:
                 json.dump(timing, f, indent=2)
         return copy.deepcopy(results)
+
+    def _write_report(self, tasks):
+        from .report import training_image_counts, write_evaluation_report
+
+        out = os.path.join(self._output_dir, "report")
+        write_evaluation_report(
+            self._json_file, os.path.join(self._output_dir, RESULTS_JSON), out, tasks=tasks,
+            federated=self._federated,
+            frequency={c["id"]: c["frequency"] for c in self._categories},
+            train_counts=training_image_counts(self._train_dataset),
+            max_dets=self._max_dets)
+        logger.info("Evaluation report written to %s", out)
 
     def _save_json(self, rows):
         if not self._output_dir:
@@ -414,7 +462,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         # predicted: lvis-api evaluates every image, their ground truth counts as missed
         empty = {i for p in payloads for i in p["pending_empty"]}
         for image_id in sorted(empty | unseen):
-            merged.update([self._image(image_id)], self._gts(image_id), np.zeros((0, 7)))
+            gts = self._gts(image_id)
+            merged.update([self._image(image_id, gts)], gts, np.zeros((0, 7)))
         ev = merged.finalize()
         ev.accumulate()
         ev.summarize()
