@@ -22,6 +22,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 from ..config import get_project_cfg
+from ..data.class_names import CHECKPOINT_KEY, training_class_names
 from ..data.loader import ReproducibleTrainLoader, build_reproducible_train_loader
 from ..data.mapper import SafeDatasetMapper
 from ..evaluation import build_evaluator
@@ -62,7 +63,13 @@ class Trainer(DefaultTrainer):
         checked = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
         self._trainer = checked(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = SafeCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        # the training set's class names travel in every checkpoint (projects_lda.deploy reads
+        # them), so that the model runs where its dataset is not registered
+        names = training_class_names(cfg)
+        extra = {CHECKPOINT_KEY: names} if names is not None else {}
+        self.checkpointer = SafeCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), **extra
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
