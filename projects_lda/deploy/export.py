@@ -37,6 +37,7 @@ from .predictor import names_metadata
 __all__ = [
     "ExportError",
     "ExportedModel",
+    "check_export_options",
     "Parity",
     "ONNX_OPSET",
     "OUTPUTS",
@@ -105,6 +106,16 @@ _SCRIPTED_FIELDS = {
 }
 
 
+def check_export_options(fmt: str, method: str) -> None:
+    """Raises :class:`ExportError` for a format or method :func:`export_model` does not take."""
+    if fmt not in FILES:
+        raise ExportError(f"--format must be one of {', '.join(FILES)}, not {fmt}")
+    if method not in ("tracing", "scripting"):
+        raise ExportError(f"--export-method must be tracing or scripting, not {method}")
+    if fmt == "onnx" and method != "tracing":
+        raise ExportError("ONNX is exported by tracing (--export-method tracing)")
+
+
 def export_model(
     model: nn.Module,
     sample: Tensor,
@@ -123,12 +134,7 @@ def export_model(
     :class:`ExportError` when the combination is not supported or the model cannot be
     scripted.
     """
-    if fmt not in FILES:
-        raise ExportError(f"--format must be one of {', '.join(FILES)}, not {fmt}")
-    if method not in ("tracing", "scripting"):
-        raise ExportError(f"--export-method must be tracing or scripting, not {method}")
-    if fmt == "onnx" and method != "tracing":
-        raise ExportError("ONNX is exported by tracing (--export-method tracing)")
+    check_export_options(fmt, method)
     export = compat.detectron2_export()
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, FILES[fmt])

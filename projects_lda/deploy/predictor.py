@@ -72,10 +72,14 @@ def load_inference_weights(model, cfg) -> ClassNames:
     if report is not None and (report.wrong_shape or report.new):
         problems = [f"{k} {tuple(c)} in the checkpoint, {tuple(m)} in the model"
                     for k, c, m in report.wrong_shape[:3]]
-        if report.new:
+        if len(report.wrong_shape) > 3:
+            problems.append(f"{len(report.wrong_shape) - 3} more tensors of another shape")
+        wrong = {k for k, _, _ in report.wrong_shape}
+        missing = [k for k in report.new if k not in wrong]
+        if missing:
             problems.append(
-                f"{len(report.new)} model tensors missing from the checkpoint "
-                f"({', '.join(report.new[:3])}{', ...' if len(report.new) > 3 else ''})"
+                f"{len(missing)} model tensors missing from the checkpoint "
+                f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
             )
         raise ValueError(
             f"MODEL.WEIGHTS {weights} does not fit the config's model (MODEL.ROI_HEADS.NAME "

@@ -32,7 +32,7 @@ from .compat import split_weights_query
 from .hooks import PruningPeriodicCheckpointer, RunStateHook
 from .train_loop import CheckedAMPTrainer, CheckedSimpleTrainer
 
-__all__ = ["Trainer", "check_weights", "setup", "main", "visualize_predictions"]
+__all__ = ["Trainer", "check_weights", "load_config", "setup", "main", "visualize_predictions"]
 
 logger = logging.getLogger("projects_lda")
 
@@ -137,25 +137,35 @@ def check_weights(cfg):
         raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {weights}{hint}")
 
 
+def load_config(config_file, opts):
+    """
+    The project config of ``config_file`` with the command-line ``opts`` (``KEY VALUE ...``)
+    merged, not frozen, on the CPU when CUDA is not available. Errors name the file or the
+    option; a ``MODEL.WEIGHTS`` naming a missing file is an error (:func:`check_weights`).
+    """
+    cfg = get_project_cfg()
+    # yacs names the bad key but not where it came from
+    try:
+        cfg.merge_from_file(config_file)
+    except KeyError as e:  # "Non-existent config key: X"
+        raise KeyError(f"{config_file}: {e.args[0] if e.args else e}") from None
+    try:
+        cfg.merge_from_list(list(opts))
+    except (KeyError, AssertionError) as e:  # "Non-existent key: X"
+        raise KeyError(f"command-line options: {e.args[0] if e.args else e}") from None
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu":
+        cfg.MODEL.DEVICE = "cpu"
+    check_weights(cfg)
+    return cfg
+
+
 def setup(args):
     """
     The frozen project config of ``args`` (``config_file``, ``opts``; detectron2's
     ``default_argument_parser``), with detectron2's ``default_setup`` (output folder, logs,
     config dump, seed) done. Config errors name the file or the command-line option.
     """
-    cfg = get_project_cfg()
-    # yacs names the bad key but not where it came from
-    try:
-        cfg.merge_from_file(args.config_file)
-    except KeyError as e:  # "Non-existent config key: X"
-        raise KeyError(f"{args.config_file}: {e.args[0] if e.args else e}") from None
-    try:
-        cfg.merge_from_list(args.opts)
-    except (KeyError, AssertionError) as e:  # "Non-existent key: X"
-        raise KeyError(f"command-line options: {e.args[0] if e.args else e}") from None
-    if not torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu":
-        cfg.MODEL.DEVICE = "cpu"
-    check_weights(cfg)
+    cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
     # warnings of projects_lda (skipped images, dropped annotations) go to the console and log.txt
