@@ -17,7 +17,7 @@ from projects_lda.data.class_names import CHECKPOINT_KEY, ClassNames, class_name
 from projects_lda.deploy import Predictor, model_class_names
 from projects_lda.deploy.commands import demo, export, inference_config
 from projects_lda.deploy.demo import expand_inputs, image_output_paths
-from projects_lda.deploy.export import ExportError, Parity, parity_problems
+from projects_lda.deploy.export import ExportError, Parity, compare_predictions, parity_problems
 from projects_lda.deploy.results import image_ids_for_files, instances_to_results
 from projects_lda.engine.checkpoint import load_checkpoint_file
 
@@ -226,14 +226,36 @@ def test_scripting_exports_the_baseline_and_names_why_lda_cannot(
         export(_cfg(trained_lda), output=str(tmp_path / "x"), fmt="onnx", method="scripting")
 
 
+def _instances(boxes, scores, classes):
+    inst = Instances((20, 20))
+    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    inst.scores = torch.tensor(scores)
+    inst.pred_classes = torch.tensor(classes)
+    masks = torch.zeros(len(boxes), 20, 20, dtype=torch.bool)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        masks[k, int(y0):int(y1), int(x0):int(x1)] = True
+    inst.pred_masks = masks
+    return inst
+
+
+def test_parity_matches_tied_detections_in_either_order():
+    ref = _instances([[0, 0, 4, 4], [10, 10, 14, 14], [2, 2, 6, 6]], [0.9, 0.5, 0.5], [1, 2, 2])
+    # the two detections of score 0.5 come out swapped, one box moved by 3e-5 px
+    out = _instances([[0, 0, 4, 4], [2, 2, 6, 6.00003], [10, 10, 14, 14]],
+                     [0.9, 0.50002, 0.5], [1, 2, 2])
+    parity = compare_predictions(ref, out)
+    assert parity.unmatched == 0 and parity.max_box_diff == pytest.approx(3e-5, abs=1e-6)
+    assert parity.max_score_diff == pytest.approx(2e-5, abs=1e-6) and parity.min_mask_iou == 1.0
+    assert parity_problems(parity) == []
+    other = _instances([[0, 0, 4, 4], [2, 2, 6, 6], [10, 10, 14, 14]], [0.9, 0.5, 0.5],
+                       [1, 2, 3])  # one class differs
+    assert compare_predictions(ref, other).unmatched == 1
+
+
 def test_parity_problems_name_each_difference():
-    good = Parity(3, 3, 5e-5, 1e-6, True, 0.995)
-    assert parity_problems(good) == []
-    bad = Parity(3, 3, 2e-4, 3e-4, False, 0.5)
-    assert parity_problems(bad) == [
-        "box coordinates differ by 0.0002 > 0.0001", "scores differ by 0.0003 > 0.0001",
-        "classes differ", "a mask IoU is 0.5000 < 0.99",
-    ]
-    assert parity_problems(Parity(3, 2, float("nan"), float("nan"), False, float("nan"))) == [
-        "2 detections, the eager model 3"
+    assert parity_problems(Parity(3, 3, 0, 5e-5, 1e-6, 0.995)) == []
+    assert parity_problems(Parity(3, 2, 1, 2e-4, 3e-5, 0.5)) == [
+        "2 detections, the eager model 3",
+        "1 detections without an exported one of the same class and score",
+        "box coordinates differ by 0.0002 > 0.0001", "a mask IoU is 0.5000 < 0.99",
     ]
