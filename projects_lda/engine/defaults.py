@@ -25,6 +25,7 @@ from ..config import get_project_cfg
 from ..data.class_names import CHECKPOINT_KEY, training_class_names
 from ..data.loader import ReproducibleTrainLoader, build_reproducible_train_loader
 from ..data.mapper import SafeDatasetMapper
+from ..deploy.demo import expand_inputs
 from ..evaluation import build_evaluator
 from ..visualize import draw_validation_predictions, visualize_files
 from .checkpoint import SafeCheckpointer
@@ -217,9 +218,9 @@ def visualize_predictions(
 ):
     """
     Draws the predictions of the trained model of ``config_file`` and ``opts`` (which give
-    MODEL.WEIGHTS) on the first ``num_images`` images of the registered ``dataset``, or on the
-    image ``files`` (class names from the config's first test set), into ``output_dir`` with the
-    run's config and log. The config is read by :func:`setup`, as for training. Returns the
+    MODEL.WEIGHTS) on the first ``num_images`` images of the registered ``dataset`` (its class
+    names), or on the image ``files`` (files, folders or globs; the model's class names), into
+    ``output_dir`` with the run's config and log. The config is read by :func:`setup`, as for training. Returns the
     paths of the PNGs written.
     """
     if (dataset is None) == (files is None):
@@ -235,10 +236,6 @@ def visualize_predictions(
         )
     if dataset is not None:
         files = [d["file_name"] for d in DatasetCatalog.get(dataset)[:num_images]]
-        names_from = dataset
     else:
-        missing = [f for f in files if not os.path.isfile(f)]
-        if missing:
-            raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
-        names_from = cfg.DATASETS.TEST[0]
-    return visualize_files(cfg, files, output_dir, names_from, score_thresh)
+        files = expand_inputs(files)  # files, folders, globs; names what matches nothing
+    return visualize_files(cfg, files, output_dir, dataset, score_thresh)
