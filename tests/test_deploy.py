@@ -17,7 +17,14 @@ from projects_lda.data.class_names import CHECKPOINT_KEY, ClassNames, class_name
 from projects_lda.deploy import Predictor, model_class_names
 from projects_lda.deploy.commands import demo, export, inference_config
 from projects_lda.deploy.demo import expand_inputs, image_output_paths
-from projects_lda.deploy.export import ExportError, Parity, compare_predictions, parity_problems
+from projects_lda.deploy.export import (
+    ExportedModel,
+    ExportError,
+    Parity,
+    compare_predictions,
+    parity_problems,
+    read_model_input,
+)
 from projects_lda.deploy.results import image_ids_for_files, instances_to_results
 from projects_lda.engine.checkpoint import load_checkpoint_file
 
@@ -211,6 +218,12 @@ def test_export_equals_the_eager_model(model, fmt, request, other_size_image, tm
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["thing_classes"] == TINY_NAMES
     assert info["outputs"] == ["boxes", "scores", "classes", "masks"]
+    # detectron2's test loader gives uint8 images (--run-eval): the same predictions
+    x = read_model_input(out["files"][1], _cfg(run))
+    exported = ExportedModel(str(tmp_path))
+    as_uint8 = dict(x, image=x["image"].to(torch.uint8))
+    a, b = exported([x])[0]["instances"], exported([as_uint8])[0]["instances"]
+    assert torch.equal(a.scores, b.scores) and torch.equal(a.pred_masks, b.pred_masks)
 
 
 def test_scripting_exports_the_baseline_and_names_why_lda_cannot(

@@ -227,6 +227,7 @@ class ExportedModel:
 
     def _raw(self, image: Tensor) -> Instances:
         """The model's outputs for one resized (3, h, w) image, as ``Instances`` of size (h, w)."""
+        image = image.to(torch.float32)  # detectron2's loaders give uint8; the trace took float
         if self.format == "onnx":
             values = self._session.run(None, {"image": image.numpy()})
             fields = dict(zip(self.info["outputs"], (torch.from_numpy(v) for v in values)))
