@@ -153,7 +153,7 @@ def test_demo_on_a_folder_writes_drawings_and_an_evaluable_results_file(
     summary = demo(cfg, inputs=[str(folder)], output=str(out), json_file=str(results),
                    progress=False)
 
-    assert summary.images == 3 and summary.detections == 9
+    assert summary.images == 3 and summary.detections == 9 and summary.seconds > 0
     assert [p for p, _ in summary.skipped] == [str(broken)]
     assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in images)
     for f in images:  # the drawing of an image enlarged for readable labels (512 px)

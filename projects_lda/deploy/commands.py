@@ -100,8 +100,11 @@ def _sample_files(cfg, sample_image: Optional[str], num_check: int) -> List[str]
     parity is checked on (the sample, then the next test images, ``num_check`` in all)."""
     files = [sample_image] if sample_image else []
     if len(files) < max(num_check, 1):
-        if not cfg.DATASETS.TEST:
-            raise ValueError("--sample-image: give one (the config names no DATASETS.TEST)")
+        if not cfg.DATASETS.TEST or cfg.DATASETS.TEST[0] not in DatasetCatalog.list():
+            raise ValueError(
+                f"--sample-image: give one, or register DATASETS.TEST {list(cfg.DATASETS.TEST)} "
+                f"(LDA_EXTRA_DATASETS): the sample and the parity check take its images"
+            )
         records = DatasetCatalog.get(cfg.DATASETS.TEST[0])
         files += [r["file_name"] for r in records[: max(num_check, 1) - len(files)]]
     for f in files:

@@ -6,6 +6,7 @@ COCO / LVIS results file. A progress bar shows images (frames) per second.
 import glob
 import logging
 import os
+import time
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
@@ -116,11 +117,12 @@ def run_on_images(
     error, with the images done.
     """
     outputs = image_output_paths(files, output) if output else [None] * len(files)
-    if output and len(outputs) > 1:
-        os.makedirs(output, exist_ok=True)
+    for folder in {os.path.dirname(os.path.abspath(o)) for o in outputs if o}:
+        os.makedirs(folder, exist_ok=True)
     image_ids = image_ids_for_files(files)
     results, written, skipped, detections = [], [], [], 0
     bar = _progress(len(files), "img", progress)
+    start = time.perf_counter()
     try:
         for path, out, image_id in zip(files, outputs, image_ids):
             try:
@@ -141,7 +143,7 @@ def run_on_images(
                 written.append(out)
             bar.update(1)
     finally:
-        seconds = bar.format_dict["elapsed"]
+        seconds = time.perf_counter() - start
         bar.close()
         if json_file:
             write_results(json_file, results)
@@ -199,6 +201,7 @@ def run_on_video(
     visualizer = VideoVisualizer(metadata, ColorMode.IMAGE)
     results, frames, detections = [], 0, 0
     bar = _progress(total if total > 0 else None, "frame", progress)
+    start = time.perf_counter()
     try:
         for index, frame in enumerate(_frames(capture)):
             instances = predictor(frame)["instances"].to("cpu")
@@ -215,7 +218,7 @@ def run_on_video(
                     break
             bar.update(1)
     finally:
-        seconds = bar.format_dict["elapsed"]
+        seconds = time.perf_counter() - start
         bar.close()
         if writer is not None:
             writer.release()
