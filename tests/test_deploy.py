@@ -78,8 +78,8 @@ def test_class_count_mismatch_is_a_clear_error(trained_lda):
         model_class_names(cfg, five, "w.pth")
     # the weights of a 6-class model in a 7-class config: named, not silently re-initialised
     with pytest.raises(ValueError, match=r"model_final\.pth does not fit .*NUM_CLASSES 7\): "
-                                         r"roi_heads.box_predictor.class_freq \(6,\) in the checkpoint, "
-                                         r"\(7,\) in the model; .*; 6 more tensors"):
+                       r"roi_heads.box_predictor.class_freq \(6,\) in the checkpoint, "
+                       r"\(7,\) in the model; .*; 6 more tensors"):
         Predictor(_cfg(trained_lda, "MODEL.ROI_HEADS.NUM_CLASSES", "7"))
 
 

@@ -3,20 +3,22 @@
 Export a trained model to TorchScript or ONNX and check it against the eager model. The flags
 are detectron2's tools/deploy/export_model.py's; config overrides come last (KEY VALUE ...).
 
-    python tools/export_model.py --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml \
+    python tools/export_model.py \
+        --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml \
         --format torchscript --export-method tracing --output exported/ \
         MODEL.WEIGHTS output/lda_mask_rcnn_R_18_FPN_cpu_embedded/model_final.pth
     # ONNX (needs `pip install -e .[export]`: onnx, onnxruntime)
-    python tools/export_model.py --config-file CONFIG --format onnx --output exported/ MODEL.WEIGHTS W
+    python tools/export_model.py --config-file CONFIG --format onnx --output exported/ \
+        MODEL.WEIGHTS W
 
 --output receives model.ts or model.onnx and model.json (resize, channel order, output names,
 class names). The model is traced on --sample-image, or on the first image of
 DATASETS.TEST[0]; the exported file is then run beside the eager model on that image and the
-next test images (--check-images in all), and the largest box and score differences, the
-smallest mask IoU are printed; the command fails unless each eager detection has an exported one
-of its class with a score within 1e-4, boxes within 1e-4 px and a mask IoU of at least 0.99. --run-eval evaluates the exported
-model on DATASETS.TEST[0]. The code: ``projects_lda.deploy.commands.export``;
-docs/deployment.md.
+next test images (--check-images in all), and the largest box and score differences and the
+smallest mask IoU are printed; the command fails unless each eager detection has an exported
+one of its class with a score within 1e-4, boxes within 1e-4 px and a mask IoU of at least 0.99.
+--run-eval evaluates the exported model on DATASETS.TEST[0]. The code:
+``projects_lda.deploy.commands.export``; docs/deployment.md.
 """
 import argparse
 import logging

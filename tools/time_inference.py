@@ -4,7 +4,7 @@ CPU time per image of LDA and the baseline, eager, as TorchScript and under ONNX
 the ratios (docs/deployment.md holds the figures).
 
     python tools/time_inference.py                      # the embedded configs, 20 test images
-    python tools/time_inference.py --weights output/lda_.../model_final.pth output/mask_.../model_final.pth
+    python tools/time_inference.py --weights LDA_WEIGHTS BASELINE_WEIGHTS  # trained ones
 
 Without --weights each model keeps its initial weights (seeded); MODEL.ROI_HEADS.SCORE_THRESH_TEST
 is 0 so that every image gives TEST.DETECTIONS_PER_IMAGE detections to both models: the same

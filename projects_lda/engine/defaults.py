@@ -220,8 +220,8 @@ def visualize_predictions(
     Draws the predictions of the trained model of ``config_file`` and ``opts`` (which give
     MODEL.WEIGHTS) on the first ``num_images`` images of the registered ``dataset`` (its class
     names), or on the image ``files`` (files, folders or globs; the model's class names), into
-    ``output_dir`` with the run's config and log. The config is read by :func:`setup`, as for training. Returns the
-    paths of the PNGs written.
+    ``output_dir`` with the run's config and log. The config is read by :func:`setup`, as for
+    training. Returns the paths of the PNGs written.
     """
     if (dataset is None) == (files is None):
         raise ValueError("visualize_predictions: give either a dataset or image files")
