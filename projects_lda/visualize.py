@@ -69,6 +69,10 @@ def draw_validation_predictions(cfg, num_images: int = 4) -> List[str]:
         return []
     name = cfg.DATASETS.TEST[0]
     files = [d["file_name"] for d in DatasetCatalog.get(name)[:num_images]]
-    written = visualize_files(cfg, files, os.path.join(cfg.OUTPUT_DIR, "vis"), name)
+    try:
+        written = visualize_files(cfg, files, os.path.join(cfg.OUTPUT_DIR, "vis"), name)
+    except ValueError as e:  # weights that do not fit the model: the evaluation has said it
+        logger.warning("Predictions not drawn: %s", e)
+        return []
     logger.info("Predictions drawn: %s", ", ".join(written))
     return written
