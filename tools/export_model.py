@@ -61,6 +61,12 @@ def main(argv=None):
         print(f"{f}: {p.detections} detections (exported {p.exported_detections}, unmatched "
               f"{p.unmatched}), largest box difference {p.max_box_diff:.3g} px, score "
               f"{p.max_score_diff:.3g}, smallest mask IoU {p.min_mask_iou:.4f}")
+    parity = out["parity"]
+    print(f"{len(parity)} images: largest box difference "
+          f"{max(p.max_box_diff for p in parity):.3g} px, score "
+          f"{max(p.max_score_diff for p in parity):.3g}, unmatched "
+          f"{sum(p.unmatched for p in parity)}, smallest mask IoU "
+          f"{min(p.min_mask_iou for p in parity):.4f}")
     if out["problems"]:
         sys.exit("parity with the eager model failed:\n" + "\n".join(out["problems"]))
 
