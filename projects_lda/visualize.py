@@ -1,15 +1,16 @@
 """Draw predictions with detectron2's ``Visualizer`` (class names, scores, masks)."""
 import logging
 import os
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 import cv2
 
 import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
+
+from .deploy.predictor import Predictor
 
 __all__ = ["draw_predictions", "visualize_files", "draw_validation_predictions"]
 
@@ -38,14 +39,17 @@ def draw_predictions(
 
 
 def visualize_files(
-    cfg, files: Iterable[str], output_dir: str, metadata_name: str, score_thresh: float = 0.3
+    cfg, files: Iterable[str], output_dir: str, metadata_name: Optional[str] = None,
+    score_thresh: float = 0.3,
 ) -> List[str]:
     """
     Runs the model of ``cfg`` (weights ``cfg.MODEL.WEIGHTS``) on image files and writes one PNG
-    per image into ``output_dir``; returns the paths written.
+    per image into ``output_dir``; returns the paths written. The class names are those of the
+    dataset ``metadata_name``, or when None the model's (:class:`projects_lda.deploy.Predictor`:
+    from the checkpoint, else from the config's datasets).
     """
-    predictor = DefaultPredictor(cfg)
-    metadata = MetadataCatalog.get(metadata_name)
+    predictor = Predictor(cfg)
+    metadata = MetadataCatalog.get(metadata_name) if metadata_name else predictor.metadata
     os.makedirs(output_dir, exist_ok=True)
     written = []
     for path in files:
@@ -65,6 +69,10 @@ def draw_validation_predictions(cfg, num_images: int = 4) -> List[str]:
         return []
     name = cfg.DATASETS.TEST[0]
     files = [d["file_name"] for d in DatasetCatalog.get(name)[:num_images]]
-    written = visualize_files(cfg, files, os.path.join(cfg.OUTPUT_DIR, "vis"), name)
+    try:
+        written = visualize_files(cfg, files, os.path.join(cfg.OUTPUT_DIR, "vis"), name)
+    except ValueError as e:  # weights that do not fit the model: the evaluation has said it
+        logger.warning("Predictions not drawn: %s", e)
+        return []
     logger.info("Predictions drawn: %s", ", ".join(written))
     return written

@@ -132,6 +132,18 @@ def trained_lda(tiny_dataset, tmp_path_factory):
             "results": results}
 
 
+@pytest.fixture(scope="session")
+def trained_baseline(tiny_dataset, tmp_path_factory):
+    """The baseline Mask R-CNN trained as :func:`trained_lda` (same options and dict), for the
+    tests that compare LDA's inference path with detectron2's own predictor."""
+    import train_net
+
+    out = tmp_path_factory.mktemp("trained_baseline") / "run"
+    results = train_net.main(make_train_args(out, *TRAINED_LDA_OPTS, config=BASELINE_CONFIG))
+    return {"dir": out, "weights": out / "model_final.pth", "opts": TRAINED_LDA_OPTS,
+            "results": results}
+
+
 def copy_run(run, dest):
     """A copy of the ``trained_lda`` folder at ``dest``, for a test that writes into it.
     ``last_checkpoint`` names a file of the folder, so --resume continues from the copy."""

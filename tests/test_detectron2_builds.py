@@ -175,3 +175,19 @@ def test_cpu_processes_started_by_detectron2s_launch_where_it_can(monkeypatch):
     used.clear()
     launcher.launch(print, 1)  # one process: always detectron2's
     assert used == ["detectron2"]
+
+
+def test_detectron2_export_imports_its_torchscript_pieces_on_both_builds():
+    """0.6's detectron2/export/__init__.py imports caffe2, which current torch lacks; main's
+    guards it. Either way the TorchScript pieces come from detectron2's own modules."""
+    import importlib
+    import sys
+
+    export = compat.detectron2_export()
+    assert sys.modules["detectron2.export"] is export
+    flatten = importlib.import_module("detectron2.export.flatten")
+    torchscript = importlib.import_module("detectron2.export.torchscript")
+    assert export.TracingAdapter is flatten.TracingAdapter
+    assert export.dump_torchscript_IR is torchscript.dump_torchscript_IR
+    assert export.scripting_with_instances is torchscript.scripting_with_instances
+    assert compat.detectron2_export() is export  # a second call finds the same module

@@ -6,12 +6,13 @@ Draw a trained model's predictions (class names, scores, masks) with detectron2'
     python tools/visualize.py --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml \
         --dataset lvis_embedded_val --num 8 --output vis/ \
         MODEL.WEIGHTS output/lda_mask_rcnn_R_18_FPN_cpu_embedded/model_final.pth
-    # your own images (class names from the config's first test dataset)
-    python tools/visualize.py --config-file CONFIG --input a.jpg b.jpg --output vis/ MODEL.WEIGHTS W
+    # your own images, folders or globs (class names from the checkpoint)
+    python tools/visualize.py --config-file CONFIG --input a.jpg photos/ --output vis/ MODEL.WEIGHTS W
 
 One PNG per image is written into --output (with the config and log of the run). The config is
 read by train_net.py's setup, as for training: same checks and messages; runs on the CPU when
 CUDA is not available. The code: ``projects_lda.engine.defaults.visualize_predictions``.
+tools/demo.py does the same with detectron2's demo flags, videos and a results file.
 """
 import argparse
 import sys
@@ -23,7 +24,7 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True, metavar="FILE")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", nargs="+", help="image files")
+    src.add_argument("--input", nargs="+", help="image files, folders or glob patterns")
     src.add_argument("--dataset", help="a registered dataset, e.g. lvis_embedded_val")
     parser.add_argument("--num", type=int, default=8, help="images of --dataset to draw")
     parser.add_argument("--output", required=True, help="folder for the PNGs")

@@ -22,8 +22,10 @@ from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 from ..config import get_project_cfg
+from ..data.class_names import CHECKPOINT_KEY, training_class_names
 from ..data.loader import ReproducibleTrainLoader, build_reproducible_train_loader
 from ..data.mapper import SafeDatasetMapper
+from ..deploy.demo import expand_inputs
 from ..evaluation import build_evaluator
 from ..visualize import draw_validation_predictions, visualize_files
 from .checkpoint import SafeCheckpointer
@@ -31,7 +33,7 @@ from .compat import split_weights_query
 from .hooks import PruningPeriodicCheckpointer, RunStateHook
 from .train_loop import CheckedAMPTrainer, CheckedSimpleTrainer
 
-__all__ = ["Trainer", "check_weights", "setup", "main", "visualize_predictions"]
+__all__ = ["Trainer", "check_weights", "load_config", "setup", "main", "visualize_predictions"]
 
 logger = logging.getLogger("projects_lda")
 
@@ -62,7 +64,13 @@ class Trainer(DefaultTrainer):
         checked = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
         self._trainer = checked(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = SafeCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        # the training set's class names travel in every checkpoint (projects_lda.deploy reads
+        # them), so that the model runs where its dataset is not registered
+        names = training_class_names(cfg)
+        extra = {CHECKPOINT_KEY: names} if names is not None else {}
+        self.checkpointer = SafeCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), **extra
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -130,25 +138,35 @@ def check_weights(cfg):
         raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {weights}{hint}")
 
 
+def load_config(config_file, opts):
+    """
+    The project config of ``config_file`` with the command-line ``opts`` (``KEY VALUE ...``)
+    merged, not frozen, on the CPU when CUDA is not available. Errors name the file or the
+    option; a ``MODEL.WEIGHTS`` naming a missing file is an error (:func:`check_weights`).
+    """
+    cfg = get_project_cfg()
+    # yacs names the bad key but not where it came from
+    try:
+        cfg.merge_from_file(config_file)
+    except KeyError as e:  # "Non-existent config key: X"
+        raise KeyError(f"{config_file}: {e.args[0] if e.args else e}") from None
+    try:
+        cfg.merge_from_list(list(opts))
+    except (KeyError, AssertionError) as e:  # "Non-existent key: X"
+        raise KeyError(f"command-line options: {e.args[0] if e.args else e}") from None
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu":
+        cfg.MODEL.DEVICE = "cpu"
+    check_weights(cfg)
+    return cfg
+
+
 def setup(args):
     """
     The frozen project config of ``args`` (``config_file``, ``opts``; detectron2's
     ``default_argument_parser``), with detectron2's ``default_setup`` (output folder, logs,
     config dump, seed) done. Config errors name the file or the command-line option.
     """
-    cfg = get_project_cfg()
-    # yacs names the bad key but not where it came from
-    try:
-        cfg.merge_from_file(args.config_file)
-    except KeyError as e:  # "Non-existent config key: X"
-        raise KeyError(f"{args.config_file}: {e.args[0] if e.args else e}") from None
-    try:
-        cfg.merge_from_list(args.opts)
-    except (KeyError, AssertionError) as e:  # "Non-existent key: X"
-        raise KeyError(f"command-line options: {e.args[0] if e.args else e}") from None
-    if not torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu":
-        cfg.MODEL.DEVICE = "cpu"
-    check_weights(cfg)
+    cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
     # warnings of projects_lda (skipped images, dropped annotations) go to the console and log.txt
@@ -200,10 +218,10 @@ def visualize_predictions(
 ):
     """
     Draws the predictions of the trained model of ``config_file`` and ``opts`` (which give
-    MODEL.WEIGHTS) on the first ``num_images`` images of the registered ``dataset``, or on the
-    image ``files`` (class names from the config's first test set), into ``output_dir`` with the
-    run's config and log. The config is read by :func:`setup`, as for training. Returns the
-    paths of the PNGs written.
+    MODEL.WEIGHTS) on the first ``num_images`` images of the registered ``dataset`` (its class
+    names), or on the image ``files`` (files, folders or globs; the model's class names), into
+    ``output_dir`` with the run's config and log. The config is read by :func:`setup`, as for
+    training. Returns the paths of the PNGs written.
     """
     if (dataset is None) == (files is None):
         raise ValueError("visualize_predictions: give either a dataset or image files")
@@ -218,10 +236,6 @@ def visualize_predictions(
         )
     if dataset is not None:
         files = [d["file_name"] for d in DatasetCatalog.get(dataset)[:num_images]]
-        names_from = dataset
     else:
-        missing = [f for f in files if not os.path.isfile(f)]
-        if missing:
-            raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
-        names_from = cfg.DATASETS.TEST[0]
-    return visualize_files(cfg, files, output_dir, names_from, score_thresh)
+        files = expand_inputs(files)  # files, folders, globs; names what matches nothing
+    return visualize_files(cfg, files, output_dir, dataset, score_thresh)
