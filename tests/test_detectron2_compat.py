@@ -191,6 +191,14 @@ def test_model_zoo_without_pkg_resources():
         model_zoo.get_config_file("no/such/config.yaml")
 
 
+def test_export_imports_without_caffe2():
+    # detectron2 0.6 imported its caffe2 exporter unconditionally; the patch guards it as main does
+    proc = _run_fresh("import detectron2.export as e\nprint(e.TracingAdapter.__name__)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "TracingAdapter"
+    assert _c_fallback.PATCH_LEVEL >= 2, "an older patched build: rerun tools/setup.sh"
+
+
 def _patch(package, path):
     return subprocess.run([sys.executable, str(PATCH_SCRIPT), package, str(path)],
                           capture_output=True, text=True, timeout=60)

@@ -17,6 +17,12 @@ detectron2 works *on its own* (whatever a user imports first):
 2. ``PIL.Image.LINEAR`` (removed in Pillow 10) -> ``Image.BILINEAR`` (the same filter).
 3. ``np.int`` / ``np.float`` / ``np.str`` / ``np.bool`` (removed in numpy 1.24) -> builtins.
 4. ``pkg_resources`` (gone from recent setuptools) -> ``importlib.resources``.
+5. ``detectron2/export/__init__.py`` imports its caffe2 exporter unconditionally (current torch
+   ships no caffe2, so ``import detectron2.export`` fails although its TorchScript and ONNX tracing
+   need no caffe2): guarded as detectron2 main guards it.
+
+``_c_fallback.py`` carries :data:`PATCH_LEVEL`; ``tools/setup.sh`` rebuilds a detectron2 patched
+at a lower level (an installation made before a patch was added).
 
 Only the lines above are touched; a full detectron2 build is never passed to this script. Each
 patch is idempotent and fails loudly (naming the file and the text) if the source does not look
@@ -36,6 +42,7 @@ import sys
 from pathlib import Path
 
 MARKER = "_c_fallback.py"
+PATCH_LEVEL = 2  # raise it whenever a patch is added: setup.sh rebuilds older patched installs
 
 C_FALLBACK = '''\
 """
@@ -45,6 +52,8 @@ This detectron2 was built without its C++/CUDA extension. Mask R-CNN does not ne
 torchvision's ``roi_align`` and ``nms``); deformable convolution falls back to
 ``torchvision.ops.deform_conv2d``. Rotated-box ops and the C++ COCOeval need the extension.
 """
+
+PATCH_LEVEL = {patch_level}  # of tools/compat_patches.py; older installs are rebuilt by setup.sh
 
 try:
     from detectron2 import _C  # noqa: F401
@@ -115,6 +124,16 @@ def modulated_deform_conv(
 '''
 
 C_IMPORT = "from detectron2 import _C\n"
+# detectron2 main's form: the caffe2 exporter only where caffe2 is installed
+EXPORT_API_GUARDED = """\
+try:
+    from caffe2.proto import caffe2_pb2 as _tmp  # noqa: F401
+    from caffe2.python import core  # noqa: F401
+except ImportError:  # caffe2 is optional (patched by projects_lda's tools/compat_patches.py)
+    pass
+else:
+    from .api import *
+"""
 C_IMPORT_NEW = "from detectron2._c_fallback import _C, HAS_C_OPS  # noqa: F401\n"
 
 # (file, old text, new text): each old text must occur exactly once.
@@ -134,6 +153,7 @@ TEXT_PATCHES = [
         "interp=Image.BILINEAR",
     ),
     ("detectron2/model_zoo/model_zoo.py", "import pkg_resources\n", "import importlib.resources\n"),
+    ("detectron2/export/__init__.py", "from .api import *\n", EXPORT_API_GUARDED),
     (
         "detectron2/model_zoo/model_zoo.py",
         'cfg_file = pkg_resources.resource_filename(\n        "detectron2.model_zoo", '
@@ -196,7 +216,7 @@ def patch_tree(root: Path) -> list:
     done = []
     fallback = root / "detectron2" / MARKER
     if not fallback.exists():
-        fallback.write_text(C_FALLBACK)
+        fallback.write_text(C_FALLBACK.replace("{patch_level}", str(PATCH_LEVEL)))
         done.append(str(fallback.relative_to(root)))
     for rel, old, new in TEXT_PATCHES:
         if _apply_text_patch(root / rel, old, new):

@@ -6,7 +6,8 @@
 #
 # 1. torch / torchvision at the versions pinned in requirements/constraints.txt;
 # 2. detectron2: kept as it is if an official build with its C++ ops (detectron2._C) is importable
-#    or if a build patched by this script is already installed; otherwise the pb1-detectron2 0.6
+#    or if a build patched by this script at the current patch level is already installed (an
+#    older patched build is rebuilt); otherwise the pb1-detectron2 0.6
 #    sdist (detectron2's Python sources) is fetched with `pip download` (pip's index, proxy and
 #    wheelhouse settings apply), checked against its sha256, patched by
 #    tools/compat_patches.py (compatibility with current torch/numpy/Pillow/setuptools, C++
@@ -37,14 +38,20 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 log "torch, torchvision (pinned in requirements/constraints.txt)"
 "${PIP[@]}" install -q -c "$CONSTRAINTS" "setuptools>=64" wheel torch torchvision
 
-d2_state=$("$PY" - <<'EOF'
+d2_state=$("$PY" - "$ROOT/tools" <<'EOF'
 import importlib.util
 if importlib.util.find_spec("detectron2") is None:
     print("missing")
 elif importlib.util.find_spec("detectron2._C") is not None:
     print("official")
 elif importlib.util.find_spec("detectron2._c_fallback") is not None:
-    print("patched")
+    import re, sys
+    sys.path.insert(0, sys.argv[1])
+    from compat_patches import PATCH_LEVEL
+    # the installed patches' level, read from the file (an install older than a patch: rebuilt)
+    text = open(importlib.util.find_spec("detectron2._c_fallback").origin).read()
+    found = re.search(r"^PATCH_LEVEL = (\d+)", text, re.M)
+    print("patched" if found and int(found.group(1)) >= PATCH_LEVEL else "outdated")
 else:
     print("unpatched")
 EOF
@@ -72,7 +79,9 @@ case "$d2_state" in
     trap 'rm -rf "$work"' EXIT
     tar xzf "$tarball" -C "$work"
     "$PY" "$ROOT/tools/compat_patches.py" detectron2 "$work/pb1-detectron2-0.6"
-    "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation "$work/pb1-detectron2-0.6"
+    reinstall=()
+    [ "$d2_state" = outdated ] && reinstall=(--force-reinstall --no-deps)  # same version, new patches
+    "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation "${reinstall[@]}" "$work/pb1-detectron2-0.6"
     ;;
 esac
 

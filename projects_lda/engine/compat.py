@@ -5,11 +5,7 @@ from its Python sources by tools/setup.sh) and official GitHub main. Both say ``
 See docs/detectron2_builds.md.
 """
 import importlib
-import importlib.machinery
-import importlib.util
 import inspect
-import os
-import sys
 from urllib.parse import parse_qs, urlparse
 
 from detectron2.checkpoint import detection_checkpoint
@@ -65,36 +61,21 @@ def split_weights_query(path: str):
 
 def detectron2_export():
     """
-    The module ``detectron2.export`` with the TorchScript pieces that the export uses
-    (``TracingAdapter``, ``dump_torchscript_IR``, ``scripting_with_instances``), imported on
-    first call.
+    The module ``detectron2.export`` (``TracingAdapter``, ``dump_torchscript_IR``,
+    ``scripting_with_instances``), imported on first call.
 
     main's ``detectron2/export/__init__.py`` imports its caffe2 exporter only when caffe2 is
-    installed; 0.6's imports it unconditionally, and current torch ships no caffe2, so there
-    ``import detectron2.export`` fails although its TorchScript modules (``flatten``,
-    ``torchscript``, ``torchscript_patch``) import nothing of caffe2. On such a build the package
-    is set up from its folder without running that ``__init__`` and given what main's exports,
-    so that its submodules import as they do on main; no detectron2 function is changed.
+    installed; 0.6's imports it unconditionally, and current torch ships no caffe2.
+    ``tools/setup.sh`` guards that import in the 0.6 build it installs (patch level 2 of
+    ``tools/compat_patches.py``); an unpatched or older build gets an error saying so.
     """
     try:
         return importlib.import_module("detectron2.export")
     except ImportError as e:
         if "caffe2" not in str(e):
             raise
-    import detectron2
-
-    folder = os.path.join(os.path.dirname(detectron2.__file__), "export")
-    spec = importlib.machinery.ModuleSpec("detectron2.export", None, is_package=True)
-    spec.submodule_search_locations = [folder]
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["detectron2.export"] = package
-    try:
-        flatten = importlib.import_module("detectron2.export.flatten")
-        torchscript = importlib.import_module("detectron2.export.torchscript")
-    except BaseException:
-        del sys.modules["detectron2.export"]
-        raise
-    package.TracingAdapter = flatten.TracingAdapter
-    package.dump_torchscript_IR = torchscript.dump_torchscript_IR
-    package.scripting_with_instances = torchscript.scripting_with_instances
-    return package
+        raise ImportError(
+            f"import detectron2.export failed ({e}): this detectron2 0.6 build imports caffe2, "
+            "which current torch no longer ships. Rerun `bash tools/setup.sh`: it rebuilds "
+            "detectron2 0.6 with that import guarded, as detectron2 main has it"
+        ) from e
