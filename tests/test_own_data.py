@@ -355,3 +355,20 @@ def test_lvis_api_backend_refuses_an_exhaustive_file(own_data):
     cfg.TEST.LVIS_EVAL.BACKEND = "lvis-api"
     with pytest.raises(ValueError, match="'own_box_val' is exhaustively annotated.*BACKEND hotcoco"):
         build_evaluator(cfg, "own_box_val")
+
+
+def test_importance_weight_stats_by_hand():
+    from projects_lda.data.report import importance_weight_stats
+
+    # n = (6, 3, 1, 0): beta = N / (C' n_k) = (10/18, 10/9, 10/3) over the 3 classes with samples,
+    # on 60%, 30% and 10% of the rows; E_rows[beta^2] = 0.6 (10/18)^2 + 0.3 (10/9)^2 + 0.1 (10/3)^2
+    # = 5/3
+    s = importance_weight_stats(torch.tensor([6.0, 3.0, 1.0, 0.0]))
+    assert s["min"] == pytest.approx(10 / 18) and s["max"] == pytest.approx(10 / 3)
+    assert s["ratio"] == pytest.approx(6.0)
+    assert s["row_median"] == pytest.approx(10 / 18)  # the most frequent class holds 60% of rows
+    assert s["rows_above_5"] == 0.0
+    assert s["effective_share"] == pytest.approx(0.6)
+    # balanced frequencies: every weight 1, every row counts
+    assert importance_weight_stats(torch.ones(5))["effective_share"] == pytest.approx(1.0)
+    assert set(importance_weight_stats(torch.zeros(3)).values()) == {None}

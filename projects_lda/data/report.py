@@ -28,7 +28,8 @@ from detectron2.data.samplers import RepeatFactorTrainingSampler
 from .class_freq import class_frequencies
 from .frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
 
-__all__ = ["dataset_report", "format_report", "plot_class_histogram", "DEFAULT_THRESHOLDS"]
+__all__ = ["dataset_report", "format_report", "importance_weight_stats", "plot_class_histogram",
+           "DEFAULT_THRESHOLDS"]
 
 DEFAULT_THRESHOLDS = (0.001, 0.01, 0.1)  # LVIS's, and two for smaller datasets
 GROUP_COLOURS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}
@@ -59,6 +60,37 @@ def _repeat_stats(dicts, image_counts, threshold):
             "epoch_ratio": float(factors.sum() / max(len(dicts), 1))}
 
 
+def importance_weight_stats(freq):
+    """
+    How LDA's importance weights (Eq. 5) fall on the training rows, from the frequencies ``freq``
+    (C,) the model sees: a dict with their ``min``, ``max`` and ``ratio`` over the classes with
+    samples; the weight of the median training row (``row_median``); the share of rows weighted
+    above 5 (``rows_above_5``); and ``effective_share`` = 1 / E_rows[beta^2], the share of the
+    rows that the weighted loss effectively averages over (Kish's effective sample size over n;
+    E_rows[beta] is 1 by construction, so this falls as the tail's weights grow). None values
+    when no class has a sample.
+    """
+    import torch
+
+    from ..modeling.lda_loss import importance_weights
+
+    freq = torch.as_tensor(freq, dtype=torch.float64)
+    if not bool((freq > 0).any()):
+        return dict.fromkeys(("min", "max", "ratio", "row_median", "rows_above_5",
+                              "effective_share"))
+    beta = importance_weights(freq)
+    rows = freq / freq.sum()
+    present = beta[freq > 0]
+    order = torch.argsort(beta)
+    median_at = int(torch.searchsorted(torch.cumsum(rows[order], 0),
+                                       torch.tensor(0.5, dtype=torch.float64)))
+    return {"min": float(present.min()), "max": float(present.max()),
+            "ratio": float(present.max() / present.min()),
+            "row_median": float(beta[order][median_at]),
+            "rows_above_5": float(rows[beta > 5].sum()),
+            "effective_share": float(1.0 / (rows * beta * beta).sum())}
+
+
 def dataset_report(train, *, eval_datasets=(), repeat_threshold=0.0, rfs=True,
                    thresholds=DEFAULT_THRESHOLDS):
     """
@@ -72,10 +104,6 @@ def dataset_report(train, *, eval_datasets=(), repeat_threshold=0.0, rfs=True,
             LDA weights by are then the sampled ones).
         thresholds: other thresholds to show repeat-factor sampling at.
     """
-    import torch
-
-    from ..modeling.lda_loss import importance_weights
-
     all_dicts = DatasetCatalog.get(train)
     meta = MetadataCatalog.get(train)
     names, groups = meta.thing_classes, list(meta.class_frequency)
@@ -86,7 +114,6 @@ def dataset_report(train, *, eval_datasets=(), repeat_threshold=0.0, rfs=True,
     crowd = sum(1 for a in anns if a.get("iscrowd", 0))
     t = repeat_threshold if rfs else 0.0
     freq = class_frequencies(dicts, num_classes, source="sampled", repeat_thresh=t)
-    beta = importance_weights(freq)[freq > 0]
     shown = sorted({float(x) for x in (*thresholds, repeat_threshold) if x > 0})
     out = {
         "dataset": train,
@@ -110,9 +137,7 @@ def dataset_report(train, *, eval_datasets=(), repeat_threshold=0.0, rfs=True,
         "repeat_factors": [_repeat_stats(dicts, image_counts, x) for x in shown],
         "lda_importance_weights": {
             "frequencies": "sampled (RFS)" if t > 0 else "annotations",
-            "min": float(beta.min()) if beta.numel() else None,
-            "max": float(beta.max()) if beta.numel() else None,
-            "ratio": float(beta.max() / beta.min()) if beta.numel() else None},
+            **importance_weight_stats(freq)},
         "image_counts": image_counts.tolist(),
         "class_names": list(names),
         "class_groups": groups,
@@ -174,7 +199,10 @@ def format_report(r):
     w = r["lda_importance_weights"]
     if w["min"] is not None:
         lines.append(f"  LDA importance weights (Eq. 5, {w['frequencies']} frequencies): "
-                     f"{w['min']:.3g} to {w['max']:.3g} (ratio {w['ratio']:.3g})")
+                     f"{w['min']:.3g} to {w['max']:.3g} (ratio {w['ratio']:.3g}); median "
+                     f"training row {w['row_median']:.3g}, rows above 5: "
+                     f"{100 * w['rows_above_5']:.1f}%, effective share of rows "
+                     f"1 / E[beta^2] = {w['effective_share']:.3f}")
     for name, e in r["eval_splits"].items():
         lines.append(f"  {name}: {e['images']:,} images, {e['classes_present']} classes with "
                      f"objects; absent from training: {len(e['absent_from_training'])} "
