@@ -1,7 +1,7 @@
 """
 Under two gloo workers: every worker computes the same alpha (the window's counts are summed over
-workers), while the class centres of Eq. 7-8 are each worker's own (docs/design.md, "Class
-centres under several processes").
+workers), while the class centres of Eq. 7-8 are each worker's own (docs/design.md, "Eq. 7-8 in
+the detector").
 """
 import math
 
