@@ -15,7 +15,7 @@ from detectron2.utils.events import EventStorage
 
 from projects_lda import get_project_cfg
 from projects_lda.benchmark.lvis_rehearsal import METHODS as CONFIGS  # method -> LVIS config
-from projects_lda.engine.host_syncs import count_host_syncs, predictor_step
+from projects_lda.engine.host_syncs import count_host_syncs, predictor_step, profile_step
 
 from conftest import ROOT
 
@@ -79,3 +79,19 @@ def test_a_training_step_synchronises_at_most_twice_more_than_the_baseline(metho
     counts = syncs(method)
     assert counts[0] == counts[1], "the count depends on the batch: something reads its content"
     assert counts[0] <= baseline_syncs + 2, (method, counts[0], baseline_syncs)
+
+
+def test_profile_step_counts_dispatched_ops_and_syncs():
+    x = torch.zeros(4)
+
+    def fn():
+        for _ in range(5):
+            x.add_(1)  # one aten op each; nothing nested in another aten call is counted
+        return x.sum().item()  # sum + item; item's _local_scalar_dense is nested, not an op
+
+    prof = profile_step(fn, top=2)
+    assert prof["ops"] == 7
+    assert prof["top"] == [("aten::add_", 5), ("aten::sum", 1)]
+    assert prof["syncs"] == {"aten::_local_scalar_dense": 1}
+    if not torch.cuda.is_available():
+        assert prof["kernels"] == 0 and prof["device_ms"] == 0.0

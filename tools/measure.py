@@ -7,7 +7,7 @@ Measurements behind docs/scale.md, docs/performance.md, docs/reliability.md and 
     python tools/measure.py configs                     # all 23 configs/LVISv1 configs
     python tools/measure.py predictor --rounds 10       # box predictors at LVIS shape
     python tools/measure.py step --rounds 4             # whole R-50 steps at LVIS shape
-    python tools/measure.py syncs                       # host synchronisations per step
+    python tools/measure.py syncs                       # host syncs, ops, kernels per step
     python tools/measure.py rss --iters 300 --every 25  # memory of a long training run
     python tools/measure.py profile --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml
     python tools/measure.py class-ap-spread --n 5 14 40 60
@@ -397,20 +397,26 @@ def predictor(args):
 
 def syncs(args):
     """
-    Host-synchronising ops (scalar reads, boolean-mask indexing, nonzero, unique: each stalls a
-    GPU's stream) of one training step of each method's box predictor at LVIS v1's shape, counted
-    under torch.profiler (projects_lda/engine/host_syncs.py); the baseline is detectron2's
-    FastRCNNOutputLayers.
+    What one training step of each method's box predictor at LVIS v1's shape asks of the host:
+    host-synchronising ops (scalar reads, boolean-mask indexing, nonzero, unique: each stalls a
+    GPU's stream), operators dispatched (each costs microseconds of host time whatever its size)
+    and, on a GPU, the kernels launched and their summed device time, under torch.profiler
+    (projects_lda/engine/host_syncs.py); the baseline is detectron2's FastRCNNOutputLayers.
+    ``--top N`` also lists each method's N most-dispatched operators.
     """
     methods, device, where = _methods_and_device(args, list(lvis_rehearsal.METHODS))
-    counts = lvis_rehearsal.predictor_syncs(methods, args.batch, device)
-    print(f"Host synchronisations per training step of the box predictor, 1,203 classes, "
-          f"512 x {args.batch} ROIs, {where}")
-    print(f"{'method':>18} {'total':>6} " + " ".join(f"{op:>26}" for op in SYNC_OPS))
+    profiles = lvis_rehearsal.predictor_profiles(methods, args.batch, device, top=args.top)
+    print(f"Host synchronisations, operators dispatched and device work per training step of the "
+          f"box predictor, 1,203 classes, 512 x {args.batch} ROIs, {where}")
+    print(f"{'method':>18} {'syncs':>6} " + " ".join(f"{op:>26}" for op in SYNC_OPS)
+          + f" {'ops':>6} {'kernels':>8} {'device ms':>10}")
     for m in methods:
-        c = counts[m]
-        print(f"{m:>18} {sum(c.values()):6d} "
-              + " ".join(f"{c[op]:26d}" for op in SYNC_OPS))
+        c = profiles[m]["syncs"]
+        print(f"{m:>18} {sum(c.values()):6d} " + " ".join(f"{c[op]:26d}" for op in SYNC_OPS)
+              + f" {profiles[m]['ops']:6d} {profiles[m]['kernels']:8d}"
+              + f" {profiles[m]['device_ms']:10.2f}")
+    for m in methods if args.top else ():
+        print(f"{m}: " + ", ".join(f"{name[6:]} {n}" for name, n in profiles[m]["top"]))
 
 
 def step(args):
@@ -592,10 +598,12 @@ def get_parser():
     p = command(predictor, "predictor", "box predictors at LVIS shape, against the baseline")
     _add_rehearsal_options(p, default_warmup=2)
 
-    p = command(syncs, "syncs", "host synchronisations of a predictor's training step")
+    p = command(syncs, "syncs", "host synchronisations, operators and kernels of a predictor's "
+                "training step")
     p.add_argument("--methods", nargs="+", default=None, choices=list(lvis_rehearsal.METHODS))
     p.add_argument("--batch", type=int, default=2, help="images of 512 sampled ROIs")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--top", type=int, default=0, help="list each method's N most-dispatched ops")
 
     p = command(step, "step", "whole R-50 training and test steps at LVIS shape")
     _add_rehearsal_options(p, default_warmup=1)

@@ -40,7 +40,7 @@ from ..config import get_project_cfg
 from ..data.lvis_shaped import lvis_shaped_category_counts
 from ..data.mapper import SafeDatasetMapper
 from ..engine.defaults import Trainer, setup
-from ..engine.host_syncs import count_host_syncs, predictor_step
+from ..engine.host_syncs import predictor_step, profile_step
 from ..evaluation.lvis_evaluation import RESULTS_JSON
 from . import REPO_ROOT
 
@@ -186,19 +186,19 @@ def predictor_benchmark(methods, rounds, batch, device, warmup=2, amp=False):
     return times, nonfinite
 
 
-def predictor_syncs(methods, batch, device):
-    """{method: Counter of host-synchronising ops} of one training step (forward + losses +
+def predictor_profiles(methods, batch, device, top=0):
+    """{method: engine.host_syncs.profile_step's dict} of one training step (forward + losses +
     backward) of each method's predictor, after a first step that computes its statistics."""
     freq = lvis_like_class_freq()
     x = torch.rand(512 * batch, 1024, device=device)
     props = synthetic_proposals(batch, 512, NUM_CLASSES, freq, device)
-    counts = {}
+    profiles = {}
     with EventStorage(0):
         for m in methods:
             p = build_predictor(m, device, freq)
             predictor_step(p, x, props)
-            counts[m] = count_host_syncs(predictor_step, p, x, props)[1]
-    return counts
+            profiles[m] = profile_step(predictor_step, p, x, props, top=top)
+    return profiles
 
 
 # ------------------------------------------------------------------------- whole training steps
