@@ -204,6 +204,15 @@ def test_dataset_report(own_data, tmp_path):
         assert s["expected_epoch_images"] == pytest.approx(float(factors.sum()))
         assert s["images_repeated"] == int((factors > 1).sum())
     assert [s["threshold"] for s in r["repeat_factors"]] == [0.001, 0.1, 0.5]
+    # no config: no RFS, every record drawn alike, beta from the annotation counts, crowds out
+    from projects_lda.data.class_freq import class_frequencies
+    from projects_lda.data.report import image_weight_stats
+    from projects_lda.modeling.lda_loss import importance_weights
+
+    beta = importance_weights(class_frequencies(records, 6, source="sampled", repeat_thresh=0.0))
+    ids = [[a["category_id"] for a in d["annotations"] if not a.get("iscrowd")] for d in records]
+    assert r["lda_weight_per_image"] == pytest.approx(
+        image_weight_stats(ids, beta.double().numpy(), np.ones(len(records))))
     assert (tmp_path / "report" / "class_histogram.png").stat().st_size > 0
 
 
@@ -372,3 +381,21 @@ def test_importance_weight_stats_by_hand():
     # balanced frequencies: every weight 1, every row counts
     assert importance_weight_stats(torch.ones(5))["effective_share"] == pytest.approx(1.0)
     assert set(importance_weight_stats(torch.zeros(3)).values()) == {None}
+
+
+def test_image_weight_stats_by_hand():
+    from projects_lda.data.report import image_weight_stats
+
+    # beta (0.5, 1, 4); images [0, 0], [1], [2, 0] with repeat factors 1, 1, 2: their means of
+    # beta are 0.5, 1 and 2.25, drawn a quarter, a quarter and half of the time; sums 1, 1, 4.5
+    s = image_weight_stats([[0, 0], [1], [2, 0]], [0.5, 1.0, 4.0], [1.0, 1.0, 2.0])
+    assert s["mean"] == pytest.approx(1.5)
+    assert s["sd"] == pytest.approx((0.25 * 1.0 + 0.25 * 0.25 + 0.5 * 0.75**2) ** 0.5)
+    assert (s["median"], s["p99"], s["max"]) == (1.0, 2.25, 2.25)
+    assert s["images_above_5"] == 0.0
+    # the heaviest 10% of the draws are all the third image's: 0.1 x 4.5 of 2.75 in all
+    assert s["top10_share"] == pytest.approx(0.45 / 2.75)
+    # every image alike: no spread, the heaviest 10% carry 10%
+    same = image_weight_stats([[0], [0], [0]], [2.0], [1.0, 1.0, 1.0])
+    assert (same["sd"], same["images_above_5"]) == (0.0, 0.0)
+    assert same["top10_share"] == pytest.approx(0.1)

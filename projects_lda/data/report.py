@@ -13,7 +13,9 @@ LDA and to repeat-factor sampling, before any training.
   the images repeated, the largest repeat, the expected epoch length;
 * LDA's importance weights (Eq. 5, :func:`projects_lda.modeling.lda_loss.importance_weights`) on
   the class frequencies the model sees (:func:`projects_lda.data.class_freq.class_frequencies`
-  under the config's sampler): their range over the classes with samples;
+  under the config's sampler): their range over the classes with samples, how they fall on the
+  training rows, and how the balanced loss's scale moves from one drawn image to the next
+  (:func:`image_weight_stats`);
 * classes with objects in the evaluation splits but no training image;
 * a class histogram (PNG, log scale, r/c/f coloured) of training images per class.
 """
@@ -28,7 +30,8 @@ from detectron2.data.samplers import RepeatFactorTrainingSampler
 from .class_freq import class_frequencies
 from .frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
 
-__all__ = ["dataset_report", "format_report", "importance_weight_stats", "plot_class_histogram",
+__all__ = ["dataset_report", "format_report", "image_weight_stats", "importance_weight_stats",
+           "plot_class_histogram",
            "DEFAULT_THRESHOLDS"]
 
 DEFAULT_THRESHOLDS = (0.001, 0.01, 0.1)  # LVIS's, and two for smaller datasets
@@ -60,6 +63,21 @@ def _repeat_stats(dicts, image_counts, threshold):
             "epoch_ratio": float(factors.sum() / max(len(dicts), 1))}
 
 
+def _image_weights(dicts, freq, threshold):
+    """:func:`image_weight_stats` of the training records under the config's sampling."""
+    import torch
+
+    from ..modeling.lda_loss import importance_weights
+
+    if not dicts or not bool((torch.as_tensor(freq) > 0).any()):
+        return None
+    beta = importance_weights(torch.as_tensor(freq, dtype=torch.float64)).numpy()
+    factors = (RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+        dicts, threshold).numpy() if threshold > 0 else np.ones(len(dicts)))
+    ids = [[a["category_id"] for a in d["annotations"] if not a.get("iscrowd", 0)] for d in dicts]
+    return image_weight_stats(ids, beta, factors)
+
+
 def importance_weight_stats(freq):
     """
     How LDA's importance weights (Eq. 5) fall on the training rows, from the frequencies ``freq``
@@ -89,6 +107,45 @@ def importance_weight_stats(freq):
             "row_median": float(beta[order][median_at]),
             "rows_above_5": float(rows[beta > 5].sum()),
             "effective_share": float(1.0 / (rows * beta * beta).sum())}
+
+
+def image_weight_stats(class_ids, beta, repeat_factors):
+    """
+    How the scale of LDA's balanced loss moves from one training image to the next. For each
+    image, the mean of beta over its annotated instances is the weight ``L_b`` puts on that image
+    relative to a plain cross-entropy (1 on average); LVIS's recipe trains one image per worker,
+    so its spread is the step-to-step spread of each worker's ``L_b``. Images count as the sampler
+    draws them (probability proportional to ``repeat_factors``).
+
+    Args:
+        class_ids: per training image, the contiguous class ids of its instances (not empty).
+        beta: (C,) the importance weights.
+        repeat_factors: (images,) repeat-factor sampling's factors (ones without RFS).
+
+    Returns a dict: ``mean``, ``sd``, ``median``, ``p99`` and ``max`` of the per-image mean;
+    ``images_above_5``, the share of drawn images whose mean exceeds 5; ``top10_share``, the
+    share of all the weight (beta summed over the instances) that the 10% of drawn images with
+    the largest sums carry.
+    """
+    beta = np.asarray(beta, dtype=np.float64)
+    sums = np.array([beta[np.asarray(ids)].sum() for ids in class_ids])
+    means = sums / np.array([len(ids) for ids in class_ids])
+    w = np.asarray(repeat_factors, dtype=np.float64)
+    w = w / w.sum()
+    mean = float((w * means).sum())
+    order = np.argsort(means, kind="stable")
+    cum = np.cumsum(w[order])
+
+    def quantile(q):  # the smallest mean whose share of the draws reaches q
+        return float(means[order][min(int(np.searchsorted(cum, q - 1e-12)), len(cum) - 1)])
+
+    # the heaviest images first, the last one taken in part to make up exactly 10% of the draws
+    heavy = np.argsort(-sums, kind="stable")
+    taken = np.clip(0.1 - (np.cumsum(w[heavy]) - w[heavy]), 0.0, w[heavy])
+    return {"mean": mean, "sd": float(np.sqrt((w * (means - mean) ** 2).sum())),
+            "median": quantile(0.5), "p99": quantile(0.99), "max": float(means.max()),
+            "images_above_5": float(w[means > 5].sum()),
+            "top10_share": float((taken * sums[heavy]).sum() / (w * sums).sum())}
 
 
 def dataset_report(train, *, eval_datasets=(), repeat_threshold=0.0, rfs=True,
@@ -138,6 +195,7 @@ def dataset_report(train, *, eval_datasets=(), repeat_threshold=0.0, rfs=True,
         "lda_importance_weights": {
             "frequencies": "sampled (RFS)" if t > 0 else "annotations",
             **importance_weight_stats(freq)},
+        "lda_weight_per_image": _image_weights(dicts, freq, t),
         "image_counts": image_counts.tolist(),
         "class_names": list(names),
         "class_groups": groups,
@@ -203,6 +261,13 @@ def format_report(r):
                      f"training row {w['row_median']:.3g}, rows above 5: "
                      f"{100 * w['rows_above_5']:.1f}%, effective share of rows "
                      f"1 / E[beta^2] = {w['effective_share']:.3f}")
+    im = r.get("lda_weight_per_image")
+    if im:
+        lines.append(f"    per drawn image, beta's mean over its instances (L_b's scale on a "
+                     f"one-image batch): mean {im['mean']:.2f}, sd {im['sd']:.2f}, median "
+                     f"{im['median']:.3g}, 99th percentile {im['p99']:.3g}, max {im['max']:.3g}; "
+                     f"images above 5: {100 * im['images_above_5']:.1f}%; the heaviest 10% of "
+                     f"the images carry {100 * im['top10_share']:.0f}% of the weight")
     for name, e in r["eval_splits"].items():
         lines.append(f"  {name}: {e['images']:,} images, {e['classes_present']} classes with "
                      f"objects; absent from training: {len(e['absent_from_training'])} "
