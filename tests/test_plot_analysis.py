@@ -200,6 +200,18 @@ def test_per_class_ap(tmp_path, capsys):
         pa.main(["per-class-ap", "--results", str(f), "--out", str(out), "--methods", "seesaw"])
 
 
+# ------------------------------------------------------------------------------ accuracy
+def test_group_accuracy_by_hand():
+    # classes 0 (r), 1 (c), 2 (f); boxes of classes 0, 0, 1, 2, 2, 2; argmax 0, 1, 1, 2, 2, 0
+    logits = torch.tensor([[3.0, 0, 0], [0, 2, 1], [0, 5, 1], [0, 0, 1], [0, 1, 2], [9, 0, 0]])
+    a = pa.group_accuracy(logits, torch.tensor([0, 0, 1, 2, 2, 2]), ["r", "c", "f"])
+    assert a["all"] == pytest.approx(4 / 6)
+    assert (a["r"], a["c"], a["f"]) == (0.5, 1.0, pytest.approx(2 / 3))
+    assert a["boxes"] == {"all": 6, "r": 2, "c": 1, "f": 3}
+    none_rare = pa.group_accuracy(logits[2:], torch.tensor([1, 2, 2, 2]), ["r", "c", "f"])
+    assert math.isnan(none_rare["r"]) and none_rare["boxes"]["r"] == 0
+
+
 # ------------------------------------------------------------------------------ features
 def test_feature_distances_smoke(trained_lda, tmp_path, capsys):
     out_dir = trained_lda["dir"]  # read only: a checkpoint and its config.yaml are needed
@@ -218,3 +230,15 @@ def test_feature_distances_smoke(trained_lda, tmp_path, capsys):
     _png(out)
     printed = capsys.readouterr().out
     assert "mean intra" in printed and str(out) in printed
+
+    # the same model's classifiers on the same boxes (this test's worker trained it already)
+    rows = pa.main(["gt-accuracy", "--run", f"lda={out_dir}", "--dataset", "tiny_embedded_val",
+                    "--max-images", "3", "--out", str(tmp_path / "acc.json")])
+    assert list(rows) == ["lda/g_u", "lda/g_b"]
+    for a in rows.values():
+        b = a["boxes"]
+        assert b["all"] == n == b["r"] + b["c"] + b["f"]
+        assert 0.0 <= a["all"] <= 1.0
+    saved = json.loads((tmp_path / "acc.json").read_text())
+    assert {k: (v["all"], v["boxes"]) for k, v in saved.items()} == \
+        {k: (v["all"], v["boxes"]) for k, v in rows.items()}

@@ -24,11 +24,15 @@ Analysis figures of the LDA paper for trained detectors (matplotlib, PNG).
     python tools/plot_analysis.py feature-distances --run base=output/base \
         --run lda_no_div=output/lda_no_div --run lda=output/lda --dataset lvis_embedded_val \
         --out dist.png [--max-images 60] [--space projection]
+    # top-1 accuracy of the classifiers (LDA's g_u and g_b, the baseline's) on ground-truth
+    # boxes, per rare / common / frequent group (no PNG)
+    python tools/plot_analysis.py gt-accuracy --run base=output/base --run lda=output/lda \
+        --dataset lvis_embedded_val [--max-images 100] [--out acc.json]
 
 A run is ``NAME=OUTPUT_DIR`` or just ``OUTPUT_DIR`` (named after the folder); it holds
 ``model_final.pth``, ``metrics.json`` and ``config.yaml`` as written by ``train_net.py``.
-Each command but ``lda-stats`` writes one PNG and prints its path; the numeric commands also
-print a table.
+Each command but ``lda-stats`` and ``gt-accuracy`` writes one PNG and prints its path; the
+numeric commands also print a table.
 Figures are drawn on matplotlib's ``Figure`` directly: no pyplot, no global backend.
 """
 import argparse
@@ -428,9 +432,11 @@ def class_distance_stats(features, labels):
 
 
 def load_model(run_dir):
-    """(config, model in eval mode with the run's final weights) of ``run_dir``."""
+    """(config, model in eval mode with the run's final weights, or its last checkpoint's while
+    it is still training) of ``run_dir``."""
     cfg = load_cfg(run_dir)
-    cfg.MODEL.WEIGHTS = str(Path(run_dir) / "model_final.pth")
+    path, last = Path(run_dir) / "model_final.pth", last_checkpoint_name(run_dir)
+    cfg.MODEL.WEIGHTS = str(path if path.is_file() or not last else Path(run_dir) / last)
     model = build_model(cfg)
     SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return cfg, model.eval()
@@ -502,6 +508,64 @@ def plot_feature_distances(runs, dataset, out, max_images=None, space="box_head"
     return _save(fig, out)
 
 
+# ------------------------------------------------------------------------------ box accuracy
+def group_accuracy(logits, labels, groups):
+    """
+    Top-1 accuracy of ``logits`` (n, C) against ``labels`` (n,) over all the boxes and per
+    frequency group of the label (``groups``: 'r' / 'c' / 'f' per class): ``{"all", "r", "c",
+    "f": accuracy (NaN for a group without boxes), "boxes": {group: count}}``.
+    """
+    hit = (torch.as_tensor(logits).argmax(1) == torch.as_tensor(labels)).numpy()
+    label_groups = np.asarray(list(groups))[np.asarray(labels)]
+    out = {"all": float(hit.mean()) if len(hit) else float("nan"), "boxes": {"all": len(hit)}}
+    for g in "rcf":
+        sel = label_groups == g
+        out[g] = float(hit[sel].mean()) if sel.any() else float("nan")
+        out["boxes"][g] = int(sel.sum())
+    return out
+
+
+@torch.no_grad()
+def classifier_logits(model, features):
+    """{name: (n, C) logits} of a run's class classifiers on box-head features: LDA's ``g_u``
+    and ``g_b``, or the C class columns of a (C+1)-way ``cls_score`` (background left out: the
+    boxes are objects); {} for a predictor with neither."""
+    p = model.roi_heads.box_predictor
+    if hasattr(p, "balanced_score"):
+        return {"g_u": p.unbalanced_score(features), "g_b": p.balanced_score(features)}
+    if hasattr(p, "cls_score"):
+        return {"cls": p.cls_score(features)[:, : p.num_classes]}
+    return {}
+
+
+def print_gt_accuracy(runs, dataset, max_images=None, out=None):
+    """
+    Classification accuracy of each run's classifiers on the ground-truth boxes of ``dataset``
+    (its first ``max_images`` images), all boxes and per rare / common / frequent group: where
+    LDA's balanced classifier gains on the tail and what it gives up on the head, against the
+    baseline's classifier on the same boxes. Prints a table; ``out``: JSON of the figures.
+    """
+    dicts = DatasetCatalog.get(dataset)[: max_images or None]
+    groups = MetadataCatalog.get(dataset).get("class_frequency")
+    if groups is None:
+        raise SystemExit(f"{dataset}: no class_frequency (r/c/f) in its metadata")
+    rows = {}
+    print(f"Top-1 accuracy on the ground-truth boxes of {dataset} ({len(dicts)} images)")
+    print(f"{'run':20s} {'classifier':10s} {'all':>6s} {'rare':>6s} {'common':>6s} "
+          f"{'freq.':>6s}   boxes all / r / c / f")
+    for name, run_dir in runs:
+        cfg, model = load_model(run_dir)
+        features, labels = gt_box_features(cfg, model, dicts)
+        for head, logits in classifier_logits(model, features).items():
+            a = rows[f"{name}/{head}"] = group_accuracy(logits, labels, groups)
+            b = a["boxes"]
+            print(f"{name:20s} {head:10s} {a['all']:6.3f} {a['r']:6.3f} {a['c']:6.3f} "
+                  f"{a['f']:6.3f}   {b['all']} / {b['r']} / {b['c']} / {b['f']}")
+    if out:
+        Path(out).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
 # ------------------------------------------------------------------------------ reliability
 def plot_reliability(runs, out, bins=10):
     """
@@ -554,8 +618,9 @@ def get_parser():
         ("per-class-ap", "per-class AP against training frequency, from a results.json"),
         ("lda-stats", "alpha, accuracies, loss terms, beta and non-finite values of LDA runs"),
         ("reliability", "precision against score, classes pooled, from AP-pool match records"),
-        ("feature-distances", "intra/inter-class distances of ground-truth box features")]}
-    for name in ("weight-norms", "feature-distances", "lda-stats"):
+        ("feature-distances", "intra/inter-class distances of ground-truth box features"),
+        ("gt-accuracy", "accuracy of the classifiers on ground-truth boxes, per r/c/f group")]}
+    for name in ("weight-norms", "feature-distances", "lda-stats", "gt-accuracy"):
         cmd[name].add_argument("--run", action="append", required=True,
                                help="NAME=OUTPUT_DIR or OUTPUT_DIR (repeatable)")
     cmd["alpha"].add_argument("--run", required=True, help="OUTPUT_DIR of an LDA run")
@@ -575,8 +640,11 @@ def get_parser():
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--space", choices=("box_head", "projection"), default="box_head",
                    help="box-head output, or LDA's projection head on it (LDA runs only)")
+    p = cmd["gt-accuracy"]
+    p.add_argument("--dataset", required=True, help="registered split whose boxes are classified")
+    p.add_argument("--max-images", type=int, default=None)
     for name, p in cmd.items():
-        if name == "lda-stats":
+        if name in ("lda-stats", "gt-accuracy"):
             p.add_argument("--out", help="JSON file to write the figures to (optional)")
         else:
             p.add_argument("--out", required=True, help="PNG file to write")
@@ -596,6 +664,8 @@ def main(argv=None):
     runs = [parse_run(r) for r in a.run]
     if a.command == "lda-stats":
         return print_lda_stats(runs, a.out)
+    if a.command == "gt-accuracy":
+        return print_gt_accuracy(runs, a.dataset, a.max_images, a.out)
     if a.command == "reliability":
         return plot_reliability(runs, a.out, a.bins)
     if a.command == "weight-norms":
