@@ -72,13 +72,17 @@ def parse_run(spec):
     return name, Path(path)
 
 
+def _weights_path(run_dir):
+    """``run_dir/model_final.pth``, or the checkpoint ``last_checkpoint`` names while the run is
+    still training."""
+    path, last = Path(run_dir) / "model_final.pth", last_checkpoint_name(run_dir)
+    return Path(run_dir) / last if last and not path.is_file() else path
+
+
 def load_state(run_dir):
     """The model weights of ``run_dir/model_final.pth``, or of the checkpoint ``last_checkpoint``
     names while the run is still training (errors name the file)."""
-    path, last = Path(run_dir) / "model_final.pth", last_checkpoint_name(run_dir)
-    if not path.is_file() and last:
-        path = Path(run_dir) / last
-    ckpt = load_checkpoint_file(str(path))
+    ckpt = load_checkpoint_file(str(_weights_path(run_dir)))
     return ckpt.get("model", ckpt)
 
 
@@ -435,8 +439,7 @@ def load_model(run_dir):
     """(config, model in eval mode with the run's final weights, or its last checkpoint's while
     it is still training) of ``run_dir``."""
     cfg = load_cfg(run_dir)
-    path, last = Path(run_dir) / "model_final.pth", last_checkpoint_name(run_dir)
-    cfg.MODEL.WEIGHTS = str(path if path.is_file() or not last else Path(run_dir) / last)
+    cfg.MODEL.WEIGHTS = str(_weights_path(run_dir))
     model = build_model(cfg)
     SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return cfg, model.eval()

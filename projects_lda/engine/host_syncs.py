@@ -10,8 +10,7 @@ machine: the test suite checks a predictor's count in CI, without a GPU, and
 :func:`profile_step` adds what a step asks of the host and of the device: the operators the host
 dispatches (each costs some microseconds of Python and dispatcher time, whatever its size) and,
 on a GPU, the kernels launched and their summed time. A step whose device time is far below its
-wall time is bound by the host's dispatching, and in a whole training iteration that time overlaps
-the backbone's kernels queued before it.
+wall time is bound by the host's dispatching.
 """
 from collections import Counter
 from typing import Callable, Tuple
@@ -28,8 +27,11 @@ def count_host_syncs(fn: Callable, *args, **kwargs) -> Tuple[object, Counter]:
     """``(fn(*args, **kwargs), Counter of the SYNC_OPS it ran)``."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         out = fn(*args, **kwargs)
-    counts = Counter(e.name for e in prof.events() if e.name in SYNC_OPS)
-    return out, counts
+    return out, _sync_counts(prof.events())
+
+
+def _sync_counts(events) -> Counter:
+    return Counter(e.name for e in events if e.name in SYNC_OPS)
 
 
 def profile_step(fn: Callable, *args, top: int = 0, **kwargs) -> dict:
@@ -51,7 +53,7 @@ def profile_step(fn: Callable, *args, top: int = 0, **kwargs) -> dict:
                   and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
     device = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
     return {
-        "syncs": Counter(e.name for e in events if e.name in SYNC_OPS),
+        "syncs": _sync_counts(events),
         "ops": len(dispatched),
         "kernels": len(device),
         "device_ms": sum(e.time_range.elapsed_us() for e in device) / 1000.0,
