@@ -132,7 +132,7 @@ VARIANTS = {
     "many_class_1203": many_class_defaults(1203),
     # LVIS v1's 1,203 classes annotated as LVIS is (federated), with about 11 classes a training
     # image instead of 8 so that a class is seen more often per iteration: the setting of the
-    # 1,203-class factor study (docs/benchmark_many_class.md, "At 1,203 classes")
+    # 1,203-class factor study (docs/benchmark_1203.md)
     "many_class_1203_federated": {
         **many_class_defaults(1203, federated=True),
         "seed": 1,
