@@ -93,7 +93,8 @@ def test_unknown_method_is_named():
 def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys):
     for k in ("LDA_EXTRA_DATASETS", "OMP_NUM_THREADS", "PYTHONPATH"):
         monkeypatch.setenv(k, tiny_dataset["env"][k])
-    opts = tiny_opts(tmp_path / "unused", "SOLVER.MAX_ITER", "3")
+    opts = tiny_opts(tmp_path / "unused", "SOLVER.MAX_ITER", "3",
+                     "TEST.LVIS_EVAL.METRICS", "('standard', 'fixed', 'pool')")
     argv = ["--methods", "baseline", "lda", "--seeds", "0", "--output", str(tmp_path),
             "--bootstrap", "100", *opts]
     # a run that fails is reported by name at the end; the runs after it still train
@@ -108,7 +109,7 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
     for method in ("baseline", "lda"):
         run = data["runs"][method]["0"]
         for task in ("bbox", "segm"):
-            assert set(run[task]) == set(runs.METRICS)
+            assert set(run[task]) == set(runs.METRICS + runs.LARGE_VOCAB_METRICS)
         assert run["sec_per_iter"] > 0 and run["sec_per_image"] > 0 and run["peak_rss_mb"] > 0
         assert run["resumed_from"] is None  # trained from the start in one process
         # the inference time is the evaluator's file, not log text
@@ -141,10 +142,20 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
     ap = {m: data["runs"][m]["0"]["bbox"]["AP"] for m in ("baseline", "lda")}
     assert d[0] == pytest.approx(ap["lda"] - ap["baseline"], abs=1e-6) and d[1] <= d[0] <= d[2]
     assert "bbox ΔAP vs baseline [95% CI]" in table and "ΔAP50 Cls" in table
-    # a second call trains nothing again
+    # the same for AP-fixed / AP-pool, from the runs' saved match records
+    for task in ("bbox", "segm"):
+        for metric in ("AP-fixed", "AP-pool"):
+            d = data["comparisons"]["baseline"]["lda"]["0"][task][metric]
+            ap = {m: data["runs"][m]["0"][task][metric] for m in ("baseline", "lda")}
+            assert d[0] == pytest.approx(ap["lda"] - ap["baseline"], abs=1e-6)
+            assert d[1] <= d[0] <= d[2]
+    # a second call trains nothing again; its report's resamples, computed in two processes,
+    # are the first one's
     stamp = (tmp_path / "lda" / "seed0" / "run.json").stat().st_mtime_ns
-    cli.main(argv)
+    cli.main(["--jobs", "2", *argv])
     assert (tmp_path / "lda" / "seed0" / "run.json").stat().st_mtime_ns == stamp
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["comparisons"] == data["comparisons"]
 
 
 # ------------------------------------------------------------------ the tuning protocol

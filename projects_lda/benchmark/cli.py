@@ -95,7 +95,8 @@ def get_parser():
     parser.add_argument("--baseline", default="baseline", help="method the others are compared to")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at a time (each with OMP_NUM_THREADS=1 when > 1); timings "
-                        "are then measured under that shared load, for every method alike")
+                        "are then measured under that shared load, for every method alike; "
+                        "also the processes of the report's AP-fixed / AP-pool bootstrap")
     parser.add_argument("--bootstrap", type=int, default=1000,
                         help="bootstrap samples (over val images) of the CIs of AP differences")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -127,7 +128,8 @@ def benchmark(args):
                 logger.error("%s failed (exit %d); see %s", label, code, run_dir / "stdout.txt")
                 failed.append((label, f"{label} (exit {code}, {run_dir / 'stdout.txt'})"))
     failed = [text for _, text in sorted(failed)]
-    table, data = build_report(collect(out, methods, args.seeds), args.baseline, args.bootstrap)
+    table, data = build_report(collect(out, methods, args.seeds), args.baseline, args.bootstrap,
+                               args.jobs)
     write_report(out, table, data)
     print(table)
     if failed:

@@ -469,7 +469,7 @@ def tune_or_report(args, execute=None):
             for seed in seeds:
                 if (method, name, seed) in done:
                     results.setdefault(label, {})[seed] = done[method, name, seed]
-    table, data = build_report(results, args.baseline, args.bootstrap)
+    table, data = build_report(results, args.baseline, args.bootstrap, args.jobs)
     write_report(out, table, data)
     undecided = [m for m in grids if m not in picked]
     if args.finished_only:

@@ -101,12 +101,17 @@ def markdown_table(summary, baseline="baseline"):
     return "\n".join(lines) + "\n"
 
 
-def compare_runs(results, references, n_bootstrap, seed=0):
+def compare_runs(results, references, n_bootstrap, seed=0, jobs=1):
     """
     {reference: {method: {seed: {task: {metric: (difference, lower, upper)}}}}}: each method's
     AP difference from each reference run of the same seed, with a 95% bootstrap CI over the
-    validation images (both evaluations resampled with the same images).
+    validation images (both evaluations resampled with the same images). ``jobs`` > 1: the
+    runs' AP-fixed / AP-pool resamples, single-threaded numpy and the report's longest part at
+    a large vocabulary (seconds a resample per run and task), are computed in that many
+    processes.
     """
+    from ..evaluation import large_vocab
+
     cache = {}
 
     def evaluation(method, s, task):
@@ -116,54 +121,71 @@ def compare_runs(results, references, n_bootstrap, seed=0):
                 run["val_json"], run["results_json"], task, run.get("max_dets_per_image", 300))[1]
         return cache[method, s, task]
 
+    pairs = [(ref, method, s) for ref in references for method, runs in results.items()
+             if method != ref for s, run in runs.items()
+             if s in results[ref] and "results_json" in run and "results_json" in results[ref][s]]
+    samples = _large_vocab_resamples(results, pairs, n_bootstrap, seed, jobs)
     out = {}
-    for ref in references:
-        for method, runs in results.items():
-            if method == ref:
-                continue
-            for s, run in runs.items():
-                if s not in results[ref] or "results_json" not in run or \
-                        "results_json" not in results[ref][s]:
-                    continue
-                try:
-                    out.setdefault(ref, {}).setdefault(method, {})[s] = {
-                        task: bootstrap_difference(evaluation(ref, s, task),
-                                                   evaluation(method, s, task), CI_METRICS,
-                                                   n_bootstrap, seed)
-                        for task in ("bbox", "segm")}
-                    for task in ("bbox", "segm"):
-                        paths = [r.get("match_records", {}).get(task)
-                                 for r in (results[ref][s], run)]
-                        if all(paths):
-                            out[ref][method][s][task].update(
-                                _large_vocab_ci(run, paths, task, n_bootstrap, seed))
-                except Exception as e:  # noqa: BLE001  (the table shows "-")
-                    logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
+    for ref, method, s in pairs:
+        try:
+            out.setdefault(ref, {}).setdefault(method, {})[s] = {
+                task: bootstrap_difference(evaluation(ref, s, task), evaluation(method, s, task),
+                                           CI_METRICS, n_bootstrap, seed)
+                for task in ("bbox", "segm")}
+            for task in ("bbox", "segm"):
+                keys = _large_vocab_keys(results, ref, method, s, task, n_bootstrap, seed)
+                if keys:
+                    a, b = (samples[key] for key in keys)
+                    for failed in (a, b):
+                        if isinstance(failed, Exception):
+                            raise failed
+                    out[ref][method][s][task].update(large_vocab.paired_interval(a, b))
+        except Exception as e:  # noqa: BLE001  (the table shows "-")
+            logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
     return out
 
 
-def _large_vocab_ci(run, paths, task, n_bootstrap, seed):
-    """AP-fixed / AP-pool differences (run b - run a) with bootstrap intervals, from the two
-    runs' saved match records (``paths``: a's, b's) on the run's evaluation set."""
-    from ..evaluation import large_vocab
-
+def _large_vocab_keys(results, ref, method, s, task, n_bootstrap, seed):
+    """The resamples (ref's, method's) that compare two runs' AP-fixed / AP-pool: their saved
+    match records on the method run's evaluation set with its per-category K; None where a
+    run saved none (TEST.LVIS_EVAL.METRICS)."""
+    run = results[method][s]
+    paths = [r.get("match_records", {}).get(task) for r in (results[ref][s], run)]
+    if not all(paths):
+        return None
     k = CfgNode.load_cfg(run["config"]).TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY
-    return large_vocab.paired_interval(*(_large_vocab_samples(p, run["val_json"], k,
-                                                              n_bootstrap, seed)
-                                         for p in paths))
+    return tuple((p, run["val_json"], k, n_bootstrap, seed) for p in paths)
 
 
-@functools.lru_cache(maxsize=None)
-def _large_vocab_samples(path, val_json, k, n_bootstrap, seed):
-    """One run's AP-fixed / AP-pool on the bootstrap resamples: computed once, however many
-    runs it is compared with (the resamples depend on the seed and the set only)."""
+def _large_vocab_resamples(results, pairs, n_bootstrap, seed, jobs):
+    """{key: resamples, or the exception that prevented them}, each run's computed once however
+    many runs it is compared with (the resamples depend on the seed and the set only)."""
+    keys = sorted({key for ref, method, s in pairs for task in ("bbox", "segm")
+                   for key in _large_vocab_keys(results, ref, method, s, task, n_bootstrap,
+                                                seed) or ()})
+    if jobs > 1 and len(keys) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(jobs, len(keys))) as pool:
+            return dict(zip(keys, pool.map(_large_vocab_samples, keys)))
+    return {key: _large_vocab_samples(key) for key in keys}
+
+
+def _large_vocab_samples(key):
+    """One run's AP-fixed / AP-pool on the bootstrap resamples (``key``: match records, val
+    JSON, K, resamples, seed), or the exception raised, so that one bad file costs its own
+    comparisons only."""
     import numpy as np
 
     from ..evaluation import large_vocab
 
-    images, counts, frequencies = _ground_truth_counts(val_json)
-    return large_vocab.bootstrap_samples(np.load(path), counts, images, frequencies, k,
-                                         LARGE_VOCAB_CI, n_bootstrap, seed)
+    path, val_json, k, n_bootstrap, seed = key
+    try:
+        images, counts, frequencies = _ground_truth_counts(val_json)
+        return large_vocab.bootstrap_samples(np.load(path), counts, images, frequencies, k,
+                                             LARGE_VOCAB_CI, n_bootstrap, seed)
+    except Exception as e:  # noqa: BLE001  (returned: raised in the comparison that reads it)
+        return e
 
 
 @functools.lru_cache(maxsize=4)
@@ -254,11 +276,12 @@ def coverage_tables(results):
     return lines
 
 
-def build_report(results, baseline, n_bootstrap):
-    """(results.md text, results.json content) of the runs {method: {seed: record}}."""
+def build_report(results, baseline, n_bootstrap, jobs=1):
+    """(results.md text, results.json content) of the runs {method: {seed: record}};
+    ``jobs``: processes for the bootstrap (``compare_runs``)."""
     summary = summarize(results)
     references = [r for r in (baseline, "lda") if r in results]
-    comparisons = compare_runs(results, references, n_bootstrap)
+    comparisons = compare_runs(results, references, n_bootstrap, jobs=jobs)
     table = markdown_table(summary, baseline if baseline in summary else None)
     table += "\n" + analysis_tables(results, comparisons, references)
     data = {"runs": results, "summary": summary, "baseline": baseline, "comparisons": comparisons}
