@@ -124,7 +124,18 @@ def compare_runs(results, references, n_bootstrap, seed=0, jobs=1):
     pairs = [(ref, method, s) for ref in references for method, runs in results.items()
              if method != ref for s, run in runs.items()
              if s in results[ref] and "results_json" in run and "results_json" in results[ref][s]]
-    samples = _large_vocab_resamples(results, pairs, n_bootstrap, seed, jobs)
+    # each comparison's two resample keys (or why it has none), read from the records once
+    wanted = {}
+    for ref, method, s in pairs:
+        for task in ("bbox", "segm"):
+            try:
+                wanted[ref, method, s, task] = _large_vocab_keys(results, ref, method, s, task,
+                                                                 n_bootstrap, seed)
+            except Exception as e:  # noqa: BLE001  (raised in the comparison below)
+                wanted[ref, method, s, task] = e
+    samples = _large_vocab_resamples(
+        sorted({key for keys in wanted.values() if isinstance(keys, tuple) for key in keys}),
+        jobs)
     out = {}
     for ref, method, s in pairs:
         try:
@@ -133,13 +144,16 @@ def compare_runs(results, references, n_bootstrap, seed=0, jobs=1):
                                            CI_METRICS, n_bootstrap, seed)
                 for task in ("bbox", "segm")}
             for task in ("bbox", "segm"):
-                keys = _large_vocab_keys(results, ref, method, s, task, n_bootstrap, seed)
-                if keys:
-                    a, b = (samples[key] for key in keys)
-                    for failed in (a, b):
-                        if isinstance(failed, Exception):
-                            raise failed
-                    out[ref][method][s][task].update(large_vocab.paired_interval(a, b))
+                keys = wanted[ref, method, s, task]
+                if isinstance(keys, Exception):
+                    raise keys
+                if keys is None:
+                    continue
+                a, b = (samples[key] for key in keys)
+                for failed in (a, b):
+                    if isinstance(failed, Exception):
+                        raise failed
+                out[ref][method][s][task].update(large_vocab.paired_interval(a, b))
         except Exception as e:  # noqa: BLE001  (the table shows "-")
             logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
     return out
@@ -157,12 +171,9 @@ def _large_vocab_keys(results, ref, method, s, task, n_bootstrap, seed):
     return tuple((p, run["val_json"], k, n_bootstrap, seed) for p in paths)
 
 
-def _large_vocab_resamples(results, pairs, n_bootstrap, seed, jobs):
+def _large_vocab_resamples(keys, jobs):
     """{key: resamples, or the exception that prevented them}, each run's computed once however
     many runs it is compared with (the resamples depend on the seed and the set only)."""
-    keys = sorted({key for ref, method, s in pairs for task in ("bbox", "segm")
-                   for key in _large_vocab_keys(results, ref, method, s, task, n_bootstrap,
-                                                seed) or ()})
     if jobs > 1 and len(keys) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
