@@ -66,7 +66,7 @@ def tiny_dataset(tmp_path_factory):
 def embedded_default(tmp_path_factory):
     """The embedded dataset at its default parameters (the one the configs train on), generated
     once per session for the tests that read it; returns ``generate_embedded_lvis``'s paths."""
-    from projects_lda.data import embedded
+    from projects_lda.worlds import embedded
 
     return embedded.generate_embedded_lvis(str(tmp_path_factory.mktemp("embedded_default")))
 

@@ -10,7 +10,7 @@ from detectron2.structures import BoxMode
 
 import projects_lda.data  # noqa: F401  (registers the datasets)
 from projects_lda.data import datasets as ds
-from projects_lda.data import embedded
+from projects_lda.worlds import embedded
 from projects_lda.engine import compat
 
 SMALL = dict(

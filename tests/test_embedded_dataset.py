@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic long-tailed dataset (projects_lda.data.embedded)."""
+"""Tests of the embedded synthetic long-tailed dataset (projects_lda.worlds.embedded)."""
 import json
 import multiprocessing
 import os
@@ -9,7 +9,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from projects_lda.data import embedded, lvis_frequency
+from projects_lda.data import lvis_frequency
+from projects_lda.worlds import embedded
 
 SMALL = dict(
     num_classes=6, num_train_images=24, num_val_images=8, num_test_images=8, image_size=64

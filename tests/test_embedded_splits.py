@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from projects_lda.data import embedded, federated
+from projects_lda.worlds import embedded, federated
 
 SMALL = dict(num_classes=6, num_train_images=24, num_val_images=8, image_size=64)
 

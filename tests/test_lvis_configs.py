@@ -19,7 +19,7 @@ import pytest
 from projects_lda import get_project_cfg
 from projects_lda.benchmark.lvis_rehearsal import run_config
 from projects_lda.config import flat_config
-from projects_lda.data.lvis_shaped import register_lvis_shaped
+from projects_lda.worlds.lvis_shaped import register_lvis_shaped
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ from projects_lda.data.class_freq import (
 )
 from projects_lda.config import get_project_cfg
 from projects_lda.data import datasets as ds
-from projects_lda.data.lvis_shaped import generate_lvis_shaped, lvis_shaped_category_counts
+from projects_lda.worlds.lvis_shaped import generate_lvis_shaped, lvis_shaped_category_counts
 
 IMAGE_KEYS = {
     "id", "license", "height", "width", "coco_url", "flickr_url", "date_captured",

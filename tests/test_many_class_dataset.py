@@ -1,5 +1,5 @@
-"""The many-class variant of the embedded dataset (projects_lda.data.many_class, generated through
-projects_lda.data.embedded from 100 classes): LVIS v1's rare / common / frequent shape, attribute
+"""The many-class variant of the embedded dataset (projects_lda.worlds.many_class, generated through
+projects_lda.worlds.embedded from 100 classes): LVIS v1's rare / common / frequent shape, attribute
 classes in sibling groups, balanced val / test splits; its registered splits and configs; and
 the small variant's class table and defaults, unchanged."""
 import ast
@@ -15,8 +15,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from projects_lda import get_project_cfg
 from projects_lda.data import datasets as ds
-from projects_lda.data import embedded, lvis_frequency, many_class
-from projects_lda.data.embedded_common import rank_order
+from projects_lda.data import lvis_frequency
+from projects_lda.worlds import embedded, many_class
+from projects_lda.worlds.embedded_common import rank_order
 
 # The smallest many-class dataset: 100 classes, the fewest images that hold it, 96 px.
 SMALL_MANY = dict(num_classes=100, image_size=96)

@@ -14,7 +14,7 @@ Measurements behind docs/scale.md, docs/performance.md, docs/reliability.md and 
 
 ``python tools/measure.py COMMAND --help`` says what each one measures and prints. The LVIS-shape
 code (predictor, step, configs) is projects_lda/benchmark/lvis_rehearsal.py; the LVIS v1-shaped
-data, projects_lda/data/lvis_shaped.py. startup and rss read /proc (Linux only).
+data, projects_lda/worlds/lvis_shaped.py. startup and rss read /proc (Linux only).
 """
 import argparse
 import glob
@@ -38,7 +38,7 @@ from detectron2.utils.events import EventStorage
 from projects_lda.benchmark import REPO_ROOT, lvis_rehearsal
 from projects_lda.data import register_lvis_format
 from projects_lda.data.class_freq import frequency_provider, image_count_provider
-from projects_lda.data.lvis_shaped import (
+from projects_lda.worlds.lvis_shaped import (
     SIZES,
     extra_datasets_spec,
     generate_lvis_shaped,
@@ -66,7 +66,7 @@ def _setup(config_file, opts):
 # ------------------------------------------------------------------------- make-lvis-shaped
 def make_lvis_shaped(args):
     """
-    Writes an LVIS v1-shaped dataset (projects_lda/data/lvis_shaped.py): LVIS v1 field names, its
+    Writes an LVIS v1-shaped dataset (projects_lda/worlds/lvis_shaped.py): LVIS v1 field names, its
     1,203 categories with the 337 / 461 / 405 rare / common / frequent split, ~12.7 instances per
     training image, polygon masks, and a small pool of 640x480 images shared by all records.
     Prints the LDA_EXTRA_DATASETS value that registers the two splits as lvis_shaped_train /

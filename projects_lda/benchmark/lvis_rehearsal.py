@@ -9,7 +9,7 @@ LDA and the peer methods against the baseline at LVIS v1's shape (1,203 classes,
   baseline is detectron2's ``FastRCNNOutputLayers``.
 * :func:`step_benchmark`: whole training iterations (data prepared once and shared; SGD step
   included) and inference per test image (300 detections, score threshold 1e-4) of the R-50
-  12-epoch configs, on an LVIS v1-shaped dataset (projects_lda/data/lvis_shaped.py).
+  12-epoch configs, on an LVIS v1-shaped dataset (projects_lda/worlds/lvis_shaped.py).
 * :func:`run_config`: a config of configs/LVISv1/ trained a few iterations with train_net.py's
   Trainer (its hooks, checkpointer and evaluator), then evaluated.
 
@@ -37,7 +37,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from ..config import get_project_cfg
-from ..data.lvis_shaped import lvis_shaped_category_counts
+from ..worlds.lvis_shaped import lvis_shaped_category_counts
 from ..data.mapper import SafeDatasetMapper
 from ..engine.defaults import Trainer, setup
 from ..engine.host_syncs import predictor_step, profile_step

@@ -24,7 +24,7 @@ import sys
 
 import torch
 
-from ..data.lvis_shaped import extra_datasets_spec, generate_lvis_shaped
+from ..worlds.lvis_shaped import extra_datasets_spec, generate_lvis_shaped
 from . import REPO_ROOT
 
 CONFIGS = {

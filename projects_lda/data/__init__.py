@@ -4,7 +4,7 @@ registration of COCO- and LVIS-format datasets (see :mod:`projects_lda.data.data
 dataset report (:mod:`projects_lda.data.report`).
 
 Importing this package registers ``lvis_embedded_{train,val,test}``, the federated variant
-``lvis_embedded_fed_{train,val,test}``, the many-class variant (:mod:`projects_lda.data.many_class`)
+``lvis_embedded_fed_{train,val,test}``, the many-class variant (:mod:`projects_lda.worlds.many_class`)
 at the benchmark's 300 classes ``lvis_embedded_many_{train,val,test}`` and
 ``lvis_embedded_many_fed_{train,val,test}`` and at LVIS v1's 1,203 classes
 ``lvis_embedded_many1203_{train,val,test}`` and ``lvis_embedded_many1203_fed_{train,val,test}``
@@ -24,7 +24,7 @@ from .datasets import (
 from .frequency_groups import lvis_frequency
 
 # The generator (numpy/OpenCV drawing) is imported on first use, which also keeps
-# ``python -m projects_lda.data.embedded`` free of runpy's "found in sys.modules" warning.
+# ``python -m projects_lda.worlds.embedded`` free of runpy's "found in sys.modules" warning.
 _EMBEDDED_NAMES = (
     "EMBEDDED_DEFAULTS",
     "ensure_embedded_lvis",
@@ -48,7 +48,7 @@ __all__ = [
 
 def __getattr__(name):
     if name in _EMBEDDED_NAMES:
-        from . import embedded
+        from ..worlds import embedded
 
         return getattr(embedded, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

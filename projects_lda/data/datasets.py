@@ -5,13 +5,13 @@ metadata.
 Registered on ``import projects_lda.data`` (idempotent):
 
 * ``lvis_embedded_{train,val,test}``: the synthetic long-tailed dataset of
-  :mod:`projects_lda.data.embedded`, generated on first use into ``$LDA_EMBEDDED_ROOT``
+  :mod:`projects_lda.worlds.embedded`, generated on first use into ``$LDA_EMBEDDED_ROOT``
   (default ``~/.cache/projects_lda/embedded_lvis_v1``; the variable is read on first use);
   ``val`` is for tuning, ``test`` for reporting.
 * ``lvis_embedded_fed_{train,val,test}``: its federated (LVIS-annotated) variant, in the same
   folder with ``_federated`` appended.
 * ``lvis_embedded_many_{train,val,test}`` and ``lvis_embedded_many_fed_{train,val,test}``: the
-  many-class variant (:mod:`projects_lda.data.many_class`) at the benchmark's 300 classes,
+  many-class variant (:mod:`projects_lda.worlds.many_class`) at the benchmark's 300 classes,
   exhaustive and federated, and ``lvis_embedded_many1203_{train,val,test}`` at LVIS v1's 1,203
   classes, in the same folder with ``_many_class`` / ``_many_class_federated`` /
   ``_many_class_1203`` appended (generating one takes one to a few minutes).
@@ -323,9 +323,9 @@ def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustiv
     """
     Register ``<prefix>_train``, ``<prefix>_val`` (for tuning) and ``<prefix>_test`` (for
     reporting): the embedded dataset's ``variant`` (a key of
-    :data:`~projects_lda.data.embedded.VARIANTS`: "exhaustive", "federated", "many_class",
+    :data:`~projects_lda.worlds.embedded.VARIANTS`: "exhaustive", "federated", "many_class",
     "many_class_federated", "many_class_1203", "many_class_1203_federated") in ``root`` (None:
-    :func:`~projects_lda.data.embedded.get_embedded_root`, resolved on first use). Nothing is
+    :func:`~projects_lda.worlds.embedded.get_embedded_root`, resolved on first use). Nothing is
     generated before the first ``DatasetCatalog.get`` or lazy metadata access.
     """
     if _check_reregistration(f"{prefix}_train", ("embedded", root, variant)):
@@ -334,7 +334,7 @@ def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustiv
 
     def resolve_root():
         if "root" not in state:
-            from .embedded import VARIANTS, ensure_embedded_lvis, get_embedded_root
+            from ..worlds.embedded import VARIANTS, ensure_embedded_lvis, get_embedded_root
 
             state["root"] = ensure_embedded_lvis(
                 root or get_embedded_root(variant), **VARIANTS[variant]
@@ -346,7 +346,7 @@ def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustiv
         _check_reregistration(name, ("embedded", root, variant))
 
         def paths(split=split):
-            from .embedded import SPLIT_JSON
+            from ..worlds.embedded import SPLIT_JSON
 
             r = resolve_root()
             return os.path.join(r, SPLIT_JSON[split]), _image_prefix(r)

@@ -3,7 +3,7 @@ LVIS's frequency groups: a category is rare, common or frequent by its number of
 
 A leaf module (it imports nothing of the project): both the LVIS-format loader
 (:mod:`projects_lda.data.datasets`) and the embedded dataset's generator
-(:mod:`projects_lda.data.embedded`) need the rule, and the loader imports the generator.
+(:mod:`projects_lda.worlds.embedded`) need the rule, and the loader imports the generator.
 """
 
 __all__ = ["RARE_MAX_IMAGES", "COMMON_MAX_IMAGES", "lvis_frequency"]

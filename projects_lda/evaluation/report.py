@@ -43,8 +43,8 @@ def sibling_groups(categories):
     if categories and all(c.get("supercategory") for c in categories):
         groups = {c["id"]: c["supercategory"] for c in categories}
         return groups.__getitem__
-    from ..data.embedded import MAX_CLASSES, _class_table
-    from ..data.many_class import MANY_CLASS_MAX, many_class_table
+    from ..worlds.embedded import MAX_CLASSES, _class_table
+    from ..worlds.many_class import MANY_CLASS_MAX, many_class_table
 
     known = {c.name: c.group for c in many_class_table(MANY_CLASS_MAX)}
     known.update({f"{shape}_{variant}": shape for _, shape, _, variant in

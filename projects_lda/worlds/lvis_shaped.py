@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from .datasets import register_lvis_format
+from ..data.datasets import register_lvis_format
 
 __all__ = [
     "SIZES",

@@ -3,14 +3,14 @@ The many-class variant of the embedded dataset: 100 to 2,000 classes (:data:`MAN
 to :data:`MANY_CLASS_MAX`) in LVIS v1's rare / common / frequent shape, for methods whose
 behaviour depends on the size of the vocabulary (1,203 classes by default, as in LVIS v1).
 
-:func:`projects_lda.data.embedded.generate_embedded_lvis` dispatches here from
+:func:`projects_lda.worlds.embedded.generate_embedded_lvis` dispatches here from
 :data:`MANY_CLASS_MIN` classes on (31-99 classes are refused; up to 30 classes the small
 variant's files are unchanged); the folder layout, the LVIS v1 format, ``meta.json`` and the
 cache are :mod:`.embedded`'s. Parameters and defaults shared with the small variant:
-:mod:`.embedded_common`; drawing: :func:`projects_lda.data.render.render_many_split`.
+:mod:`.embedded_common`; drawing: :func:`projects_lda.worlds.render.render_many_split`.
 
 * **Classes are attribute combinations** (:func:`many_class_table`, the same for every seed):
-  shape (15, :data:`~projects_lda.data.render.MANY_SHAPES`), hue (8), shade (3), texture (3)
+  shape (15, :data:`~projects_lda.worlds.render.MANY_SHAPES`), hue (8), shade (3), texture (3)
   and aspect (3), in sibling groups of 3 that share all attributes but one (the group's cue:
   shade, texture, aspect, neighbouring hues or look-alike shapes, in turn). Every class is a
   distinct combination; the table of N classes is the first N of the 2,000-class table.
@@ -18,7 +18,7 @@ cache are :mod:`.embedded`'s. Parameters and defaults shared with the small vari
   :func:`many_class_frequency_counts`), by LVIS's rule on *labelled training images*
   (:func:`many_class_image_counts`): frequent classes a power law from 400 down to 101 images,
   common ones geometric from 100 to 11, rare ones from 10 to 1. Frequency ranks are dealt by
-  tiers as in the small variant (:func:`~projects_lda.data.embedded_common.rank_order`), so
+  tiers as in the small variant (:func:`~projects_lda.worlds.embedded_common.rank_order`), so
   every group has a frequent head and every rare class a frequent sibling. The most frequent
   class has about 130x the instances of the median rare one.
 * **Scenes.** About 8 classes (12 at most) and 11 instances (20 at most; a class has 1-3
@@ -52,7 +52,7 @@ import numpy as np
 from . import federated as federation
 from .embedded_common import (EMBEDDED_DEFAULTS, SPLITS, TEST_STREAM, rank_order,
                                train_categories)
-from .frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
+from ..data.frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
 from .render import MANY_SHAPES, render_many_split
 
 __all__ = [

@@ -16,11 +16,11 @@ in minutes on a CPU without downloading LVIS. It mimics what makes LVIS hard:
 * **Annotations.** By default images are exhaustively annotated: ``neg_category_ids`` lists
   every category absent from the image and ``not_exhaustive_category_ids`` is empty. With
   ``federated=True`` (:data:`FEDERATED_DEFAULTS`) every split is annotated the way LVIS is:
-  :mod:`projects_lda.data.federated`.
+  :mod:`projects_lda.worlds.federated`.
 * **Scenes.** Noisy, smoothly tinted backgrounds with unannotated clutter (lines, small blobs);
   1-6 objects per training image (about 3.3 on average) with diameters from 11% to 37.5% of the
   image side, never overlapping, so each mask is exactly the object's visible pixels (drawing:
-  :mod:`projects_lda.data.render`).
+  :mod:`projects_lda.worlds.render`).
 * **Balanced val and test splits.** ``val`` (for tuning) and ``test`` (for reporting) hold
   disjoint images; in each, every class has the same number of instances (before federation),
   and their categories carry the *training* ``frequency`` / ``image_count`` /
@@ -50,16 +50,16 @@ parameters or by another generator version is regenerated; any other non-empty f
 touched (an error asks to delete it).
 
 **The many-class variant** (100 to 2,000 classes in LVIS v1's rare / common / frequent shape,
-attribute classes in sibling groups, balanced val / test): :mod:`projects_lda.data.many_class`,
-from :data:`~projects_lda.data.many_class.MANY_CLASS_MIN` classes on (31-99 are refused; up to 30
+attribute classes in sibling groups, balanced val / test): :mod:`projects_lda.worlds.many_class`,
+from :data:`~projects_lda.worlds.many_class.MANY_CLASS_MIN` classes on (31-99 are refused; up to 30
 classes the files above are unchanged). :func:`generate_embedded_lvis` and
 :func:`ensure_embedded_lvis` take either; image counts and size left unset take the defaults of
 the class count (:func:`resolve_params`).
 
 Command line (writes to ``--out``, not to the cache)::
 
-    python -m projects_lda.data.embedded --out DIR [--seed 0] [--num-classes 24] ...
-    python -m projects_lda.data.embedded --out DIR --num-classes 1203 [--federated]
+    python -m projects_lda.worlds.embedded --out DIR [--seed 0] [--num-classes 24] ...
+    python -m projects_lda.worlds.embedded --out DIR --num-classes 1203 [--federated]
 """
 import argparse
 import json
@@ -112,7 +112,7 @@ GENERATOR_VERSION = 3
 GENERATOR_NAME = "projects_lda.data.embedded"
 
 # The federated variant: another seed, class count and imbalance, annotated the way LVIS is
-# (see projects_lda/data/federated.py); generated into ``<root>_federated``.
+# (see projects_lda/worlds/federated.py); generated into ``<root>_federated``.
 FEDERATED_DEFAULTS = {
     **EMBEDDED_DEFAULTS,
     "seed": 1,
@@ -123,7 +123,7 @@ FEDERATED_DEFAULTS = {
 VARIANTS = {
     "exhaustive": EMBEDDED_DEFAULTS,
     "federated": FEDERATED_DEFAULTS,
-    # The many-class variant (projects_lda/data/many_class.py): the benchmark's 300 classes
+    # The many-class variant (projects_lda/worlds/many_class.py): the benchmark's 300 classes
     # (docs/benchmark_many_class.md: a run near convergence takes about 85 minutes on a 2-core
     # machine at that count), exhaustive and federated, and LVIS v1's 1,203 classes; generated
     # into ``<root>_<variant>``.

@@ -1,9 +1,9 @@
 """
-Drawing of the images of the embedded dataset (see :mod:`projects_lda.data.embedded`):
+Drawing of the images of the embedded dataset (see :mod:`projects_lda.worlds.embedded`):
 noisy textured backgrounds, unannotated clutter, and the class shapes with their cues; and the
 LVIS records of the drawn images.
 
-The many-class variant (:mod:`projects_lda.data.many_class`) draws with :func:`render_many_split`
+The many-class variant (:mod:`projects_lda.worlds.many_class`) draws with :func:`render_many_split`
 (attributes: shape, hue, shade, texture, aspect; objects placed one per cell of a partition of
 the image, never dropped).
 

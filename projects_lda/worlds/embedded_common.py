@@ -51,7 +51,7 @@ def train_categories(names_and_defs, train_annotations):
     LVIS categories ``1..C`` from ``(name, definition)`` pairs, with the training counts: LVIS's
     ``frequency`` by training image count, ``image_count`` and ``instance_count``.
     """
-    from .frequency_groups import lvis_frequency
+    from ..data.frequency_groups import lvis_frequency
 
     image_sets = [set() for _ in names_and_defs]
     instances = [0] * len(names_and_defs)
