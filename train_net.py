@@ -13,12 +13,13 @@ After training (and with --eval-only) a few validation images with their predict
 into OUTPUT_DIR/vis/.
 
 The trainer and the setup of a run live in projects_lda/engine/defaults.py (the tools use them
-too); reliability: docs/reliability.md.
+too), main in projects_lda/app/train.py; reliability: docs/reliability.md.
 """
 from detectron2.engine import default_argument_parser
 
+from projects_lda.app.train import main
 from projects_lda.engine import launch
-from projects_lda.engine.defaults import Trainer, main, setup
+from projects_lda.engine.defaults import Trainer, setup
 
 __all__ = ["Trainer", "main", "setup"]
 

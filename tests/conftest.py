@@ -35,7 +35,8 @@ def tiny_dataset(tmp_path_factory):
     """
     from detectron2.data import DatasetCatalog
 
-    from projects_lda.data import generate_embedded_lvis, register_lvis_format
+    from projects_lda.data import register_lvis_format
+    from projects_lda.worlds.embedded import generate_embedded_lvis
 
     root = tmp_path_factory.mktemp("tiny_lvis")
     paths = generate_embedded_lvis(

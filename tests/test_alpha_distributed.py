@@ -11,7 +11,7 @@ from conftest import make_proposals, run_gloo_workers
 
 from detectron2.utils.events import EventStorage
 
-from projects_lda.modeling.balance_factor import AccuracyWindow
+from projects_lda.modeling.balance import AccuracyWindow
 from projects_lda.modeling.lda_loss import inter_class_loss, intra_class_loss
 
 # per rank, per mini-batch: (correct_unbalanced, correct_balanced, total)

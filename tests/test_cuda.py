@@ -131,7 +131,7 @@ def _free_port():
 def _nccl_worker(rank, world, port, queue):
     import torch.distributed as dist
 
-    from projects_lda.modeling.balance_factor import AccuracyWindow
+    from projects_lda.modeling.balance import AccuracyWindow
 
     torch.cuda.set_device(rank)
     dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank,

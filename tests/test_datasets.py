@@ -11,6 +11,7 @@ from detectron2.structures import BoxMode
 import projects_lda.data  # noqa: F401  (registers the datasets)
 from projects_lda.data import datasets as ds
 from projects_lda.worlds import embedded
+from projects_lda.worlds.datasets import register_embedded_lvis
 from projects_lda.engine import compat
 
 SMALL = dict(
@@ -236,7 +237,7 @@ def test_embedded_generated_on_first_use(tmp_path, monkeypatch, new_name):
     train, val = new_name("train"), new_name("val")
     prefix = train[: -len("_train")]
     assert val == prefix + "_val"
-    ds.register_embedded_lvis(prefix=prefix)
+    register_embedded_lvis(prefix=prefix)
     root = tmp_path / "emb"
     monkeypatch.setenv("LDA_EMBEDDED_ROOT", str(root))  # read on first use, not at registration
     assert not root.exists()

@@ -12,8 +12,8 @@ from detectron2.utils.events import EventStorage
 
 from projects_lda import LDAFastRCNNOutputLayers
 from projects_lda.benchmark import lvis_rehearsal
+from projects_lda.modeling.balance import importance_weights
 from projects_lda.modeling.lda_loss import (
-    importance_weights,
     inter_class_loss,
     intra_class_loss,
     weighted_cross_entropy,

@@ -4,11 +4,9 @@ import math
 import pytest
 import torch
 
-from projects_lda.modeling.balance_factor import AccuracyWindow
+from projects_lda.modeling.balance import AccuracyWindow, balance_factor, importance_weights
 from projects_lda.modeling.lda_loss import (
-    balance_factor,
     weighted_cross_entropy,
-    importance_weights,
     inter_class_loss,
     intra_class_loss,
 )

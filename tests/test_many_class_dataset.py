@@ -17,6 +17,7 @@ from projects_lda import get_project_cfg
 from projects_lda.data import datasets as ds
 from projects_lda.data import lvis_frequency
 from projects_lda.worlds import embedded, many_class
+from projects_lda.worlds.datasets import register_embedded_lvis
 from projects_lda.worlds.embedded_common import rank_order
 
 # The smallest many-class dataset: 100 classes, the fewest images that hold it, 96 px.
@@ -301,7 +302,7 @@ def test_many_class_registration_resolves_to_the_variant(many, tmp_path, monkeyp
     monkeypatch.setenv(embedded.ROOT_ENV, str(tmp_path / "emb"))
     os.symlink(paths["root"], str(tmp_path / "emb_many_class"))  # get_embedded_root's folder
     prefix = "test_many_class_registration"
-    ds.register_embedded_lvis(prefix=prefix, variant="many_class")
+    register_embedded_lvis(prefix=prefix, variant="many_class")
     try:
         meta = MetadataCatalog.get(f"{prefix}_train")
         assert len(meta.thing_classes) == 100 and meta.json_file.startswith(str(tmp_path))

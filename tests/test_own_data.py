@@ -175,7 +175,7 @@ def test_dataset_report(own_data, tmp_path):
     split has it), against what the records say and detectron2's repeat factors."""
     from detectron2.data.samplers import RepeatFactorTrainingSampler
 
-    from projects_lda.data.report import main as inspect
+    from projects_lda.app.dataset_report import main as inspect
 
     data = copy.deepcopy(own_data["own_train"])
     data["annotations"] = [a for a in data["annotations"] if a["category_id"] != 12]
@@ -206,8 +206,8 @@ def test_dataset_report(own_data, tmp_path):
     assert [s["threshold"] for s in r["repeat_factors"]] == [0.001, 0.1, 0.5]
     # no config: no RFS, every record drawn alike, beta from the annotation counts, crowds out
     from projects_lda.data.class_freq import class_frequencies
-    from projects_lda.data.report import image_weight_stats
-    from projects_lda.modeling.lda_loss import importance_weights
+    from projects_lda.app.dataset_report import image_weight_stats
+    from projects_lda.modeling.balance import importance_weights
 
     beta = importance_weights(class_frequencies(records, 6, source="sampled", repeat_thresh=0.0))
     ids = [[a["category_id"] for a in d["annotations"] if not a.get("iscrowd")] for d in records]
@@ -367,7 +367,7 @@ def test_lvis_api_backend_refuses_an_exhaustive_file(own_data):
 
 
 def test_importance_weight_stats_by_hand():
-    from projects_lda.data.report import importance_weight_stats
+    from projects_lda.app.dataset_report import importance_weight_stats
 
     # n = (6, 3, 1, 0): beta = N / (C' n_k) = (10/18, 10/9, 10/3) over the 3 classes with samples,
     # on 60%, 30% and 10% of the rows; E_rows[beta^2] = 0.6 (10/18)^2 + 0.3 (10/9)^2 + 0.1 (10/3)^2
@@ -384,7 +384,7 @@ def test_importance_weight_stats_by_hand():
 
 
 def test_image_weight_stats_by_hand():
-    from projects_lda.data.report import image_weight_stats
+    from projects_lda.app.dataset_report import image_weight_stats
 
     # beta (0.5, 1, 4); images [0, 0], [1], [2, 0] with repeat factors 1, 1, 2: their means of
     # beta are 0.5, 1 and 2.25, drawn a quarter, a quarter and half of the time; sums 1, 1, 4.5

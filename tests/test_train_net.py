@@ -15,7 +15,7 @@ import torch
 from detectron2.data import DatasetCatalog
 
 from projects_lda.engine.checkpoint import SafeCheckpointer
-from projects_lda.engine.defaults import visualize_predictions
+from projects_lda.deploy.commands import demo, inference_config
 from projects_lda.data import register_lvis_format
 
 import train_net  # noqa: E402  (the repository root is put on sys.path by conftest.py)
@@ -77,7 +77,7 @@ def test_resume_continues_from_the_last_checkpoint_to_the_new_max_iter(
     assert int(model.roi_heads.box_predictor.accuracy_window.position) == n + 2
 
 
-def test_visualize_tool_reads_the_config_like_train_net(tiny_dataset, tmp_path):
+def test_demo_draws_a_dataset_and_reads_the_config_like_train_net(tiny_dataset, tmp_path):
     opts = ["DATASETS.TEST", "('tiny_embedded_val',)", "MODEL.ROI_HEADS.NUM_CLASSES",
             str(TINY_CLASSES), "TEST.DETECTIONS_PER_IMAGE", "5"]
     cfg = train_net.setup(argparse.Namespace(config_file=str(LDA_CONFIG), opts=opts + [
@@ -85,11 +85,10 @@ def test_visualize_tool_reads_the_config_like_train_net(tiny_dataset, tmp_path):
     weights = tmp_path / "w" / "random.pth"
     SafeCheckpointer(train_net.Trainer.build_model(cfg), str(tmp_path / "w")).save("random")
     out = tmp_path / "vis"
-    written = visualize_predictions(str(LDA_CONFIG), [*opts, "MODEL.WEIGHTS", str(weights)],
-                                    str(out), dataset="tiny_embedded_val", num_images=2)
+    cfg = inference_config(str(LDA_CONFIG), [*opts, "MODEL.WEIGHTS", str(weights)], 0.3)
+    written = demo(cfg, dataset="tiny_embedded_val", num_images=2, output=str(out),
+                   progress=False).written
     assert sorted(written) == sorted(map(str, out.glob("*.png"))) and len(written) == 2
-    assert (out / "config.yaml").is_file()
     # a config error is named as train_net names it
     with pytest.raises(KeyError, match="command-line options: .*NO_SUCH_KEY"):
-        visualize_predictions(str(LDA_CONFIG), ["MODEL.NO_SUCH_KEY", "1"], str(out),
-                              dataset="tiny_embedded_val")
+        inference_config(str(LDA_CONFIG), ["MODEL.NO_SUCH_KEY", "1"])

@@ -54,7 +54,8 @@ from ..config import get_project_cfg
 from ..data.frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
 from ..engine.checkpoint import SafeCheckpointer, last_checkpoint_name, load_checkpoint_file
 from ..evaluation.large_vocab import reliability
-from ..modeling.lda_loss import class_centres, importance_weights
+from ..modeling.balance import importance_weights
+from ..modeling.lda_loss import class_centres
 
 PRED = "roi_heads.box_predictor."
 CLASSIFIERS = ("cls_score", "unbalanced_score", "balanced_score")

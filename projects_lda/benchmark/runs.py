@@ -20,7 +20,7 @@ import torch
 from detectron2.data import MetadataCatalog
 
 from ..config import get_project_cfg
-from ..engine import defaults
+from ..app import train
 from ..engine.checkpoint import last_checkpoint_name
 from ..evaluation.analysis import evaluate_results, group_confusions, per_class_ap, tide_breakdown
 from ..evaluation.lvis_evaluation import MATCH_RECORDS, RESULTS_JSON
@@ -143,7 +143,7 @@ def run_one(config_file, out_dir, seed, opts):
     # process's only, so the record says where it started
     resumed_from = last_checkpoint_name(out_dir)
     start = time.perf_counter()
-    results = defaults.main(args)
+    results = train.main(args)
     wall = time.perf_counter() - start
     if not results:
         raise RuntimeError(f"{out_dir}: training produced no evaluation results")

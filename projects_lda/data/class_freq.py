@@ -34,6 +34,7 @@ __all__ = [
     "class_frequencies_from_datasets",
     "class_image_counts",
     "load_training_dicts",
+    "training_records",
     "repeat_factors_from_lists",
     "frequency_provider",
     "image_count_provider",
@@ -103,13 +104,19 @@ def class_image_counts(dataset_dicts: Sequence[dict], num_classes: int) -> torch
     return counts.to(torch.float32)
 
 
+def training_records(dicts: Sequence[dict]) -> List[dict]:
+    """The records with a non-crowd annotation: those the training loader keeps
+    (``get_detection_dataset_dicts(filter_empty=True)``, detectron2's FILTER_EMPTY_ANNOTATIONS)."""
+    return [d for d in dicts if any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", []))]
+
+
 def load_training_dicts(dataset_names: List[str], filter_empty: bool = True) -> List[dict]:
     """The records of registered datasets, filtered as the training loader filters them."""
     dicts = []
     for name in dataset_names:
         dicts.extend(DatasetCatalog.get(name))
-    if filter_empty:  # as get_detection_dataset_dicts(filter_empty=True) does
-        dicts = [d for d in dicts if any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", []))]
+    if filter_empty:
+        dicts = training_records(dicts)
     if not dicts:
         raise ValueError(f"training datasets {list(dataset_names)} hold no annotated image")
     return dicts

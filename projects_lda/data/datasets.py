@@ -73,7 +73,7 @@ __all__ = [
     "load_lvis_format",
     "loaded_class_lists",
     "register_lvis_format",
-    "register_embedded_lvis",
+    "register_generated_lvis",
     "register_all_lvis",
     "parse_dataset_spec",
     "register_from_env",
@@ -319,52 +319,32 @@ def register_lvis_format(name, json_file, image_root, *, check_images=True, anno
     _REGISTERED[name] = spec
 
 
-def register_embedded_lvis(root=None, prefix="lvis_embedded", variant="exhaustive"):
+def register_generated_lvis(name, paths, spec):
     """
-    Register ``<prefix>_train``, ``<prefix>_val`` (for tuning) and ``<prefix>_test`` (for
-    reporting): the embedded dataset's ``variant`` (a key of
-    :data:`~projects_lda.worlds.embedded.VARIANTS`: "exhaustive", "federated", "many_class",
-    "many_class_federated", "many_class_1203", "many_class_1203_federated") in ``root`` (None:
-    :func:`~projects_lda.worlds.embedded.get_embedded_root`, resolved on first use). Nothing is
-    generated before the first ``DatasetCatalog.get`` or lazy metadata access.
+    Register an LVIS-format dataset whose files are written on first use: ``paths()`` returns
+    ``(json_file, image_root)``, writing them first when needed, and is called on the first
+    ``DatasetCatalog.get`` or lazy metadata access, not before. ``spec`` says what ``name`` is
+    registered with: registering it again with the same ``spec`` does nothing; with another, or
+    over another module's dataset, it raises.
     """
-    if _check_reregistration(f"{prefix}_train", ("embedded", root, variant)):
+    if _check_reregistration(name, spec):
         return
-    state = {}
 
-    def resolve_root():
-        if "root" not in state:
-            from ..worlds.embedded import VARIANTS, ensure_embedded_lvis, get_embedded_root
+    def load():
+        json_file, image_root = paths()
+        image_root = _image_prefix(image_root)
+        _set_metadata(name, {"json_file": json_file, "image_root": image_root})
+        return load_lvis_format(json_file, image_root, name, check_images=True)
 
-            state["root"] = ensure_embedded_lvis(
-                root or get_embedded_root(variant), **VARIANTS[variant]
-            )
-        return state["root"]
+    def metadata():
+        json_file, image_root = paths()
+        meta = class_metadata(_read_json(json_file), json_file)
+        return dict(meta, json_file=json_file, image_root=_image_prefix(image_root))
 
-    for split in ("train", "val", "test"):
-        name = f"{prefix}_{split}"
-        _check_reregistration(name, ("embedded", root, variant))
-
-        def paths(split=split):
-            from ..worlds.embedded import SPLIT_JSON
-
-            r = resolve_root()
-            return os.path.join(r, SPLIT_JSON[split]), _image_prefix(r)
-
-        def load(name=name, paths=paths):
-            json_file, image_root = paths()
-            _set_metadata(name, {"json_file": json_file, "image_root": image_root})
-            return load_lvis_format(json_file, image_root, name, check_images=True)
-
-        def metadata(paths=paths):
-            json_file, image_root = paths()
-            meta = class_metadata(_read_json(json_file), json_file)
-            return dict(meta, json_file=json_file, image_root=image_root)
-
-        DatasetCatalog.register(name, load)
-        _lazy_metadata(name, CLASS_KEYS + ("json_file", "image_root"), metadata)
-        MetadataCatalog.get(name).set(evaluator_type="lvis")
-        _REGISTERED[name] = ("embedded", root, variant)
+    DatasetCatalog.register(name, load)
+    _lazy_metadata(name, CLASS_KEYS + ("json_file", "image_root"), metadata)
+    MetadataCatalog.get(name).set(evaluator_type="lvis")
+    _REGISTERED[name] = spec
 
 
 def _builtin_categories(version):

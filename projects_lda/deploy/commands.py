@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.modeling import build_model
 
@@ -30,7 +30,7 @@ from .export import (
 )
 from .predictor import Predictor, load_inference_weights
 
-__all__ = ["demo", "export", "inference_config"]
+__all__ = ["dataset_files", "demo", "export", "inference_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,23 +49,39 @@ def inference_config(config_file: str, opts: Sequence[str], confidence_threshold
     return cfg
 
 
+def dataset_files(dataset: str, num_images: int) -> List[str]:
+    """The image files of the first ``num_images`` records of the registered ``dataset``;
+    ``ValueError`` names a dataset that is not registered."""
+    if dataset not in DatasetCatalog.list():
+        raise ValueError(f"--dataset {dataset}: no such registered dataset (LDA_EXTRA_DATASETS "
+                         "registers one)")
+    return [d["file_name"] for d in DatasetCatalog.get(dataset)[:num_images]]
+
+
 def demo(
     cfg,
     *,
     inputs: Optional[Sequence[str]] = None,
+    dataset: Optional[str] = None,
+    num_images: int = 8,
     video: Optional[str] = None,
     webcam: bool = False,
     output: Optional[str] = None,
     json_file: Optional[str] = None,
     progress: bool = True,
 ) -> DemoSummary:
-    """Runs the model of ``cfg`` on image files / folders / globs, a video file or the webcam
+    """Runs the model of ``cfg`` on image files / folders / globs, the first ``num_images``
+    images of a registered ``dataset`` (drawn with its class names), a video file or the webcam
     (exactly one), as ``tools/demo.py`` describes."""
-    if sum([bool(inputs), bool(video), bool(webcam)]) != 1:
-        raise ValueError("give exactly one of --input, --video-input, --webcam")
-    files = expand_inputs(inputs) if inputs else None  # errors before the model loads
+    if sum([bool(inputs), bool(dataset), bool(video), bool(webcam)]) != 1:
+        raise ValueError("give exactly one of --input, --dataset, --video-input, --webcam")
+    # errors before the model loads
+    files = expand_inputs(inputs) if inputs else None
+    if dataset:
+        files = dataset_files(dataset, num_images)
     predictor = Predictor(cfg)
-    common = dict(class_names=predictor.class_names, metadata=predictor.metadata,
+    metadata = MetadataCatalog.get(dataset) if dataset else predictor.metadata
+    common = dict(class_names=predictor.class_names, metadata=metadata,
                   json_file=json_file, progress=progress)
     if files is not None:
         return run_on_images(predictor, files, output=output, **common)

@@ -1,7 +1,8 @@
 """
-The demo (``tools/demo.py``): a trained model run on image files, folders and globs, a video or a
-webcam; drawings with detectron2's ``Visualizer`` / ``VideoVisualizer`` and the predictions as a
-COCO / LVIS results file. A progress bar shows images (frames) per second.
+The demo (``tools/demo.py``), the project's one way to draw predictions: a trained model run on
+image files, folders and globs, a registered dataset's images, a video or a webcam; drawings with
+detectron2's ``Visualizer`` / ``VideoVisualizer`` and the predictions as a COCO / LVIS results
+file. A progress bar shows images (frames) per second.
 """
 import glob
 import logging
@@ -15,14 +16,14 @@ import tqdm
 
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.video_visualizer import VideoVisualizer
-from detectron2.utils.visualizer import ColorMode
+from detectron2.utils.visualizer import ColorMode, Visualizer
 
-from ..visualize import draw_predictions
 from .results import image_ids_for_files, instances_to_results, write_results
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DemoSummary",
+    "draw_predictions",
     "expand_inputs",
     "image_output_paths",
     "open_video",
@@ -236,3 +237,24 @@ def open_video(path: str) -> cv2.VideoCapture:
     if not capture.isOpened():
         raise ValueError(f"--video-input: OpenCV cannot read {path} as a video")
     return capture
+
+
+def draw_predictions(
+    image_rgb, instances, metadata, score_thresh: float = 0.3, min_side: int = 512
+):
+    """
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB image.
+        instances: detectron2 ``Instances`` on the CPU (``pred_boxes``, ``scores``,
+            ``pred_classes`` and optionally ``pred_masks``).
+        metadata: the dataset's metadata (``thing_classes``).
+        score_thresh: detections below this score are not drawn.
+        min_side: small images are drawn enlarged so that their longer side has at least this
+            many pixels (labels keep a readable size).
+    Returns:
+        uint8 RGB image with boxes, "class score%" labels and masks.
+    """
+    instances = instances[instances.scores >= score_thresh]
+    scale = max(1.0, min_side / max(image_rgb.shape[:2]))
+    vis = Visualizer(image_rgb, metadata, scale=scale, instance_mode=ColorMode.IMAGE)
+    return vis.draw_instance_predictions(instances).get_image()

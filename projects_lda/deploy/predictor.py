@@ -5,11 +5,9 @@ the config, and its class names (from the checkpoint, else from the config's dat
 import logging
 from typing import Any, Dict
 
-import detectron2.data.transforms as T
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.engine import DefaultPredictor
-from detectron2.modeling import build_model
 
 from ..data.class_names import CHECKPOINT_KEY, ClassNames, class_names_from_metadata
 from ..engine.checkpoint import SafeCheckpointer
@@ -102,15 +100,15 @@ class Predictor(DefaultPredictor):
     :attr:`class_names` and :attr:`metadata` (from the checkpoint when it holds them).
     """
 
-    def __init__(self, cfg):  # DefaultPredictor.__init__ loads with detectron2's checkpointer
+    def __init__(self, cfg):
+        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {cfg.INPUT.FORMAT}")
+        # DefaultPredictor builds the model and its resizing; it is given no weights, since its
+        # checkpointer would load them unchecked and with pickle (torch.load(weights_only=False))
+        no_weights = cfg.clone()
+        no_weights.defrost()
+        no_weights.MODEL.WEIGHTS = ""
+        super().__init__(no_weights)
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg)
-        self.model.eval()
         self.class_names = load_inference_weights(self.model, self.cfg)
         self.metadata = names_metadata(self.class_names)
-        self.aug = T.ResizeShortestEdge(
-            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
-        )
-        self.input_format = cfg.INPUT.FORMAT
-        if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format}")

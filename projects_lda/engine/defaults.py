@@ -1,14 +1,8 @@
 """
 The project's trainer and the setup of a run from command-line arguments, as ``train_net.py``
-runs them and as the tools (benchmark, LVIS rehearsals, visualisation) build models and loaders;
-:func:`visualize_predictions` is ``tools/visualize.py``.
-
-Reliability (docs/reliability.md): a resumed run continues exactly as an uninterrupted one;
-checkpoints are loaded with torch.load(weights_only=True) and written atomically; unreadable
-training images are skipped with a warning; a non-finite loss stops the run naming the iteration
-and the loss term.
+runs them (its ``main``: :mod:`projects_lda.app.train`) and as the tools (benchmark, LVIS
+rehearsals, the demo) build models, loaders and configs.
 """
-import argparse
 import logging
 import os
 import weakref
@@ -16,24 +10,21 @@ import weakref
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, default_setup, hooks
-from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 from ..config import get_project_cfg
 from ..data.class_names import CHECKPOINT_KEY, training_class_names
 from ..data.loader import ReproducibleTrainLoader, build_reproducible_train_loader
 from ..data.mapper import SafeDatasetMapper
-from ..deploy.demo import expand_inputs
 from ..evaluation import build_evaluator
-from ..visualize import draw_validation_predictions, visualize_files
 from .checkpoint import SafeCheckpointer
 from .compat import split_weights_query
 from .hooks import PruningPeriodicCheckpointer, RunStateHook
 from .train_loop import CheckedAMPTrainer, CheckedSimpleTrainer
 
-__all__ = ["Trainer", "check_weights", "load_config", "setup", "main", "visualize_predictions"]
+__all__ = ["Trainer", "check_weights", "load_config", "setup"]
 
 logger = logging.getLogger("projects_lda")
 
@@ -174,68 +165,3 @@ def setup(args):
         cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="projects_lda", abbrev_name="lda"
     )
     return cfg
-
-
-def main(args):
-    """
-    Trains (or, with ``args.eval_only``, evaluates) the run of ``args`` and returns the
-    evaluation results; then draws a few validation images with predictions into
-    OUTPUT_DIR/vis/.
-    """
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        res = Trainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, res)
-        draw_validation_predictions(cfg)
-        return res
-
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    trainer.train()
-    # DefaultTrainer evaluates at the end of training and keeps the results here
-    res = getattr(trainer, "_last_eval_results", None)
-    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
-    if os.path.isfile(final):
-        draw_validation_predictions(_with_weights(cfg, final))
-    return res
-
-
-def _with_weights(cfg, weights):
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = weights
-    cfg.freeze()
-    return cfg
-
-
-def visualize_predictions(
-    config_file, opts, output_dir, *, dataset=None, num_images=8, files=None, score_thresh=0.3
-):
-    """
-    Draws the predictions of the trained model of ``config_file`` and ``opts`` (which give
-    MODEL.WEIGHTS) on the first ``num_images`` images of the registered ``dataset`` (its class
-    names), or on the image ``files`` (files, folders or globs; the model's class names), into
-    ``output_dir`` with the run's config and log. The config is read by :func:`setup`, as for
-    training. Returns the paths of the PNGs written.
-    """
-    if (dataset is None) == (files is None):
-        raise ValueError("visualize_predictions: give either a dataset or image files")
-    cfg = setup(
-        argparse.Namespace(
-            config_file=config_file, opts=[*opts, "OUTPUT_DIR", output_dir], eval_only=True
-        )
-    )
-    if not cfg.MODEL.WEIGHTS:
-        raise ValueError(
-            "MODEL.WEIGHTS: give the trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
-        )
-    if dataset is not None:
-        files = [d["file_name"] for d in DatasetCatalog.get(dataset)[:num_images]]
-    else:
-        files = expand_inputs(files)  # files, folders, globs; names what matches nothing
-    return visualize_files(cfg, files, output_dir, dataset, score_thresh)

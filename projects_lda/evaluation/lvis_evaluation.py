@@ -47,6 +47,7 @@ from detectron2.utils.logger import create_small_table
 
 from . import large_vocab
 from .ground_truth import categories_with_frequency, evaluated_image, is_federated, with_area
+from .report import RESULTS_JSON, training_image_counts, write_evaluation_report
 
 __all__ = ["HotcocoLVISEvaluator", "LVIS_METRICS", "METRICS", "select_detections"]
 
@@ -55,7 +56,6 @@ LVIS_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 # what ``metrics`` may ask for: LVIS AP (300 detections per image), AP-fixed, AP-pool
 METRICS = ("standard", "fixed", "pool")
 TIMING_FILE = "evaluation_timing.json"
-RESULTS_JSON = "lvis_instances_results.json"
 # AP-fixed / AP-pool: the kept top-K match records of a task (large_vocab.RECORD)
 MATCH_RECORDS = "lvis_match_records_{task}.npy"
 
@@ -413,8 +413,6 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         return copy.deepcopy(results)
 
     def _write_report(self, tasks):
-        from .report import training_image_counts, write_evaluation_report
-
         out = os.path.join(self._output_dir, "report")
         write_evaluation_report(
             self._json_file, os.path.join(self._output_dir, RESULTS_JSON), out, tasks=tasks,

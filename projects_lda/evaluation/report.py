@@ -27,7 +27,10 @@ from .analysis import (TIDE_ERRORS, evaluate_results, group_confusions, per_clas
 from .ground_truth import load_ground_truth
 
 __all__ = ["sibling_groups", "write_evaluation_report", "training_image_counts",
-           "SUMMARY_METRICS"]
+           "SUMMARY_METRICS", "RESULTS_JSON"]
+
+# the detections file of an evaluation (the LVIS server's format), which the report reads
+RESULTS_JSON = "lvis_instances_results.json"
 
 SUMMARY_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 CONFUSION_KEYS = ("own_class", "group_sibling", "other_group", "missed")
@@ -43,12 +46,9 @@ def sibling_groups(categories):
     if categories and all(c.get("supercategory") for c in categories):
         groups = {c["id"]: c["supercategory"] for c in categories}
         return groups.__getitem__
-    from ..worlds.embedded import MAX_CLASSES, _class_table
-    from ..worlds.many_class import MANY_CLASS_MAX, many_class_table
+    from ..worlds.embedded import class_groups
 
-    known = {c.name: c.group for c in many_class_table(MANY_CLASS_MAX)}
-    known.update({f"{shape}_{variant}": shape for _, shape, _, variant in
-                  _class_table(MAX_CLASSES)})
+    known = class_groups()
     if not categories or not all(c["name"] in known for c in categories):
         return None
     groups = {c["id"]: known[c["name"]] for c in categories}
@@ -222,7 +222,6 @@ def main(argv=None):
     from detectron2.data import MetadataCatalog
 
     from .ground_truth import training_frequencies
-    from .lvis_evaluation import RESULTS_JSON
 
     args = get_parser().parse_args(argv)
     jobs = []  # (label, gt json, results, out, federated, has_masks)

@@ -11,12 +11,11 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 
 from ..data.class_freq import frequency_provider
-from .balance_factor import AccuracyWindow
+from .balance import AccuracyWindow, current_alpha, importance_weights
 from .class_freq_buffer import ClassFreqBufferMixin, ClassFreqSpec
 from .layers import NormedLinear
 from .lda_loss import (
     weighted_cross_entropy,
-    importance_weights,
     inter_class_loss,
     intra_class_loss,
 )
@@ -161,9 +160,7 @@ class LDAFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
         alpha of Eq. 9: FIXED_ALPHA when >= 0 (ablation), else Eq. 6 over the window (a 0-dim
         tensor on the device).
         """
-        if self.fixed_alpha >= 0:
-            return float(self.fixed_alpha)
-        return self.accuracy_window.alpha()
+        return current_alpha(self.accuracy_window, self.fixed_alpha)
 
     def classification_losses(self, logits: LDALogits, gt_classes: torch.Tensor, scalars):
         C = self.num_classes

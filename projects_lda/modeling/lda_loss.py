@@ -1,5 +1,7 @@
 """
-The loss terms of LDA (Long-tailed Distribution Adaptation, ACM MM 2021) as pure functions.
+The loss terms of LDA (Long-tailed Distribution Adaptation, ACM MM 2021) as pure functions: the
+importance-weighted cross-entropy of Eq. 5 and the divergence terms of Eq. 7-8 (the weights of
+Eq. 5 and alpha of Eq. 6: :mod:`projects_lda.modeling.balance`).
 
 Notation (paper, Sec. 3): ``C`` foreground classes, ``n_k`` the training frequency of class k,
 ``N = sum_k n_k``. Every function here works on plain tensors and can be tested alone; the box
@@ -17,39 +19,12 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
-from .class_freq_buffer import validate_class_freq
-
 __all__ = [
-    "importance_weights",
     "weighted_cross_entropy",
     "intra_class_loss",
     "inter_class_loss",
     "class_centres",
-    "balance_factor",
 ]
-
-
-def importance_weights(class_freq: torch.Tensor) -> torch.Tensor:
-    """
-    Eq. 5: ``beta(k) = P_b(k) / P_u(k) = (1 / C') / (n_k / N)``, the density ratio between the
-    balanced (test) and the unbalanced (training) label distributions.
-
-    ``C'`` counts the classes with ``n_k > 0``: a class with no training sample can never be a
-    label, so the balanced domain is taken over the classes that can be learned; this also makes
-    ``E_u[beta] = 1`` (the weighted loss keeps the scale of a cross-entropy). Classes with
-    ``n_k = 0`` get weight 0 (never inf or NaN).
-
-    Args:
-        class_freq: (C,) non-negative frequencies ``n_k`` (counts or any positive multiple).
-    Returns:
-        (C,) float tensor of weights.
-    """
-    freq = validate_class_freq(class_freq)
-    present = freq > 0
-    num_present = int(present.sum())
-    total = freq.sum()
-    safe = torch.where(present, freq, torch.ones_like(freq))
-    return torch.where(present, total / (num_present * safe), torch.zeros_like(freq))
 
 
 def weighted_cross_entropy(
@@ -66,7 +41,8 @@ def weighted_cross_entropy(
     Args:
         logits: (n, C) balanced-classifier logits of the foreground samples.
         labels: (n,) labels in ``[0, C)``.
-        weights: (C,) per-class weights, e.g. ``beta(k)`` from :func:`importance_weights`.
+        weights: (C,) per-class weights, e.g. ``beta(k)`` from
+            :func:`projects_lda.modeling.balance.importance_weights`.
         normalizer: divides the weighted sum. None: the number of samples n (the paper's
             ``1/n sum_i beta(y_i) CE_i``); the detector uses the number of sampled proposals
             (docs/design.md).
@@ -168,23 +144,3 @@ def inter_class_loss(
     hinge = (margin - (1.0 - cosines)).clamp(min=0)
     pairs = (present[:, None] & present[None, :]).fill_diagonal_(False).to(hinge.dtype)
     return (hinge * pairs).sum() / pairs.sum().clamp(min=1) + zero
-
-
-def balance_factor(
-    correct_unbalanced: torch.Tensor,
-    correct_balanced: torch.Tensor,
-    total: torch.Tensor,
-    gamma: float,
-) -> torch.Tensor:
-    """
-    Eq. 6, the self-adaptive balance factor ``alpha = max(0, acc_u - acc_b) ** gamma``, as a
-    tensor on the counts' device (no host read).
-
-    Accuracies are fractions ``correct / total`` over the window (the released code uses percent,
-    see docs/design.md). Returns 0 when ``total`` is 0.
-    """
-    total = torch.as_tensor(total, dtype=torch.float64)
-    gap = (torch.as_tensor(correct_unbalanced, dtype=torch.float64).to(total.device)
-           - torch.as_tensor(correct_balanced, dtype=torch.float64).to(total.device))
-    alpha = (gap.clamp(min=0) / torch.where(total > 0, total, torch.ones_like(total))) ** gamma
-    return torch.where(total > 0, alpha, torch.zeros_like(alpha))

@@ -95,6 +95,7 @@ __all__ = [
     "ManyClass",
     "generate_embedded_lvis",
     "ensure_embedded_lvis",
+    "class_groups",
     "get_embedded_root",
     "many_class_defaults",
     "many_class_frequency_counts",
@@ -107,8 +108,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Bump whenever the generated files change for the same parameters.
-# 3: a test split (the train and val files of version 2 are unchanged); the federated option.
-GENERATOR_VERSION = 3
+# 4: the categories carry their sibling group as ``supercategory``.
+GENERATOR_VERSION = 4
 GENERATOR_NAME = "projects_lda.data.embedded"
 
 # The federated variant: another seed, class count and imbalance, annotated the way LVIS is
@@ -199,6 +200,16 @@ def _class_table(num_classes):
     return table
 
 
+def class_groups():
+    """``{class name: sibling group}`` of every class either variant can generate: the small
+    variant's shape, the many-class variant's group index (for files whose categories carry no
+    ``supercategory``)."""
+    groups = {c.name: c.group for c in many_class_table(MANY_CLASS_MAX)}
+    groups.update({f"{shape}_{variant}": shape
+                   for _, shape, _, variant in _class_table(MAX_CLASSES)})
+    return groups
+
+
 def _target_image_counts(num_classes, num_images, imbalance):
     """Training images per rank (Zipf tail with a flat head of ``k_head`` classes)."""
     ranks = np.arange(1, num_classes + 1, dtype=np.float64)
@@ -237,7 +248,7 @@ def _assign(rng, counts, num_images):
 def _categories(table, train_annotations):
     """LVIS categories with the training frequency, image_count and instance_count."""
     return train_categories(
-        [(f"{shape}_{variant}", f"a synthetic {shape} ({cue}: {variant})")
+        [(f"{shape}_{variant}", f"a synthetic {shape} ({cue}: {variant})", shape)
          for _, shape, cue, variant in table], train_annotations)
 
 

@@ -48,8 +48,9 @@ def rank_order(rng, table):
 
 def train_categories(names_and_defs, train_annotations):
     """
-    LVIS categories ``1..C`` from ``(name, definition)`` pairs, with the training counts: LVIS's
-    ``frequency`` by training image count, ``image_count`` and ``instance_count``.
+    LVIS categories ``1..C`` from ``(name, definition, group)`` triples, with the training counts:
+    LVIS's ``frequency`` by training image count, ``image_count`` and ``instance_count``; the
+    sibling group is COCO's ``supercategory`` (the evaluation report's sibling confusions).
     """
     from ..data.frequency_groups import lvis_frequency
 
@@ -65,9 +66,10 @@ def train_categories(names_and_defs, train_annotations):
             "synonyms": [name],
             "synset": f"{name}.n.01",
             "def": definition,
+            "supercategory": group,
             "frequency": lvis_frequency(len(image_sets[i])),
             "image_count": len(image_sets[i]),
             "instance_count": instances[i],
         }
-        for i, (name, definition) in enumerate(names_and_defs)
+        for i, (name, definition, group) in enumerate(names_and_defs)
     ]

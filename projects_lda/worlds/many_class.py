@@ -316,7 +316,7 @@ def _many_categories(table, train_annotations):
     """LVIS categories of the many-class variant, with the training counts."""
     return train_categories(
         [(row.name, f"a synthetic {row.shape}: {row.hue}, {row.shade}, {row.texture}, "
-          f"{row.aspect} (its siblings differ in {row.cue})") for row in table],
+          f"{row.aspect} (its siblings differ in {row.cue})", str(row.group)) for row in table],
         train_annotations)
 
 

@@ -11,7 +11,7 @@ LDA and to repeat-factor sampling, before any training.
   fraction of training images with class c, ``r(I)`` the largest over its classes) at the
   config's ``DATALOADER.REPEAT_THRESHOLD`` and at other thresholds: the classes oversampled,
   the images repeated, the largest repeat, the expected epoch length;
-* LDA's importance weights (Eq. 5, :func:`projects_lda.modeling.lda_loss.importance_weights`) on
+* LDA's importance weights (Eq. 5, :func:`projects_lda.modeling.balance.importance_weights`) on
   the class frequencies the model sees (:func:`projects_lda.data.class_freq.class_frequencies`
   under the config's sampler): their range over the classes with samples, how they fall on the
   training rows, and how the balanced loss's scale moves from one drawn image to the next
@@ -27,8 +27,11 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 
-from .class_freq import class_frequencies
-from .frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
+from ..config import get_project_cfg
+from ..data.class_freq import class_frequencies, class_image_counts, training_records
+from ..data.datasets import register_lvis_format
+from ..data.frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
+from ..modeling.balance import importance_weights
 
 __all__ = ["dataset_report", "format_report", "image_weight_stats", "importance_weight_stats",
            "plot_class_histogram",
@@ -36,19 +39,6 @@ __all__ = ["dataset_report", "format_report", "image_weight_stats", "importance_
 
 DEFAULT_THRESHOLDS = (0.001, 0.01, 0.1)  # LVIS's, and two for smaller datasets
 GROUP_COLOURS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}
-
-
-def _training_records(dicts):
-    """The records the training loader keeps (detectron2's FILTER_EMPTY_ANNOTATIONS)."""
-    return [d for d in dicts if any(not a.get("iscrowd", 0) for a in d.get("annotations", ()))]
-
-
-def _images_per_class(dicts, num_classes):
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for d in dicts:
-        for c in {a["category_id"] for a in d["annotations"] if not a.get("iscrowd", 0)}:
-            counts[c] += 1
-    return counts
 
 
 def _repeat_stats(dicts, image_counts, threshold):
@@ -66,8 +56,6 @@ def _repeat_stats(dicts, image_counts, threshold):
 def _image_weights(dicts, freq, threshold):
     """:func:`image_weight_stats` of the training records under the config's sampling."""
     import torch
-
-    from ..modeling.lda_loss import importance_weights
 
     if not dicts or not bool((torch.as_tensor(freq) > 0).any()):
         return None
@@ -89,8 +77,6 @@ def importance_weight_stats(freq):
     when no class has a sample.
     """
     import torch
-
-    from ..modeling.lda_loss import importance_weights
 
     freq = torch.as_tensor(freq, dtype=torch.float64)
     if not bool((freq > 0).any()):
@@ -165,8 +151,8 @@ def dataset_report(train, *, eval_datasets=(), repeat_threshold=0.0, rfs=True,
     meta = MetadataCatalog.get(train)
     names, groups = meta.thing_classes, list(meta.class_frequency)
     num_classes = len(names)
-    dicts = _training_records(all_dicts)
-    image_counts = _images_per_class(dicts, num_classes)
+    dicts = training_records(all_dicts)
+    image_counts = class_image_counts(dicts, num_classes).numpy().astype(np.int64)
     anns = [a for d in all_dicts for a in d["annotations"]]
     crowd = sum(1 for a in anns if a.get("iscrowd", 0))
     t = repeat_threshold if rfs else 0.0
@@ -340,8 +326,6 @@ def get_parser():
 def _sampler(config_file):
     if not config_file:
         return 0.001, True
-    from ..config import get_project_cfg
-
     cfg = get_project_cfg()
     cfg.merge_from_file(config_file)
     return (cfg.DATALOADER.REPEAT_THRESHOLD,
@@ -350,8 +334,6 @@ def _sampler(config_file):
 
 def main(argv=None):
     """``tools/inspect_dataset.py``: prints the report and writes its files; returns it."""
-    from .datasets import register_lvis_format
-
     args = get_parser().parse_args(argv)
     if args.json:
         if not args.image_root:
