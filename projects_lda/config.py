@@ -1,6 +1,29 @@
+"""
+The project's config keys, added to detectron2's in one reading order by
+:func:`add_project_config`: LDA's (:func:`add_lda_config`), the peer methods'
+(:func:`~projects_lda.modeling.peers.config.add_peers_config`), the LVIS evaluation's
+(:func:`~projects_lda.evaluation.config.add_evaluation_config`) and the training loop's
+(:func:`add_training_config`). Each key's comment is where the key is added.
+"""
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.evaluation.testing import flatten_results_dict
+
+from .evaluation.config import add_evaluation_config
+from .modeling.peers.config import add_peers_config
+
+__all__ = ["add_project_config", "add_lda_config", "add_training_config", "get_project_cfg",
+           "flat_config"]
+
+
+def add_project_config(cfg):
+    """Add every config key of the project to a detectron2 config, in this order: LDA, the peer
+    methods, the LVIS evaluation, the training loop."""
+    add_lda_config(cfg)
+    add_peers_config(cfg)
+    add_evaluation_config(cfg)
+    add_training_config(cfg)
+    return cfg
 
 
 def add_lda_config(cfg):
@@ -70,17 +93,8 @@ def add_training_config(cfg):
 
 
 def get_project_cfg():
-    """detectron2's default config with the keys of LDA, the peer methods, the evaluation and the
-    training loop."""
-    from .evaluation import add_evaluation_config
-    from .modeling.peers.config import add_peers_config
-
-    cfg = get_cfg()
-    add_lda_config(cfg)
-    add_training_config(cfg)
-    add_peers_config(cfg)
-    add_evaluation_config(cfg)
-    return cfg
+    """detectron2's default config with every key of the project (:func:`add_project_config`)."""
+    return add_project_config(get_cfg())
 
 
 def flat_config(cfg):

@@ -93,7 +93,7 @@ def _sync_warnings(predictor, x, props):
     """Host synchronisations of one training step, as torch.cuda.set_sync_debug_mode sees them."""
     import warnings
 
-    from projects_lda.engine.host_syncs import predictor_step
+    from projects_lda.benchmark.host_syncs import predictor_step
 
     with EventStorage(0):
         predictor_step(predictor, x, props)  # the first step computes the class statistics

@@ -1,6 +1,6 @@
 """
 Host synchronisations of a training step of each box predictor, counted on the CPU with
-torch.profiler (projects_lda/engine/host_syncs.py): LDA and the peers may cost at most two more
+torch.profiler (projects_lda/benchmark/host_syncs.py): LDA and the peers may cost at most two more
 than detectron2's FastRCNNOutputLayers (tests/test_cuda.py checks the same on a GPU with
 torch.cuda.set_sync_debug_mode).
 """
@@ -15,7 +15,7 @@ from detectron2.utils.events import EventStorage
 
 from projects_lda import get_project_cfg
 from projects_lda.benchmark.lvis_rehearsal import METHODS as CONFIGS  # method -> LVIS config
-from projects_lda.engine.host_syncs import count_host_syncs, predictor_step, profile_step
+from projects_lda.benchmark.host_syncs import count_host_syncs, predictor_step, profile_step
 
 from conftest import ROOT
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from torch.profiler import ProfilerActivity, profile
 from detectron2.engine import HookBase
 from detectron2.utils.events import EventStorage
 
-from projects_lda.benchmark import REPO_ROOT, lvis_rehearsal
+from projects_lda.benchmark import lvis_rehearsal
 from projects_lda.data import register_lvis_format
 from projects_lda.data.class_freq import frequency_provider, image_count_provider
 from projects_lda.worlds.lvis_shaped import (
@@ -45,8 +46,10 @@ from projects_lda.worlds.lvis_shaped import (
     register_lvis_shaped,
 )
 from projects_lda.engine.defaults import Trainer, setup
-from projects_lda.engine.host_syncs import SYNC_OPS
+from projects_lda.benchmark.host_syncs import SYNC_OPS
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its configs/
+LVIS_CONFIGS = str(REPO_ROOT / "configs/LVISv1")
 EMBEDDED_LDA = str(REPO_ROOT / "configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml")
 LVIS_LDA = str(REPO_ROOT / "configs/LVISv1/lda_mask_rcnn_R_50_FPN_12ep_lvisv1.yaml")
 CACHE = os.path.join(tempfile.gettempdir(), "lvis_shaped")
@@ -387,7 +390,7 @@ def predictor(args):
     methods, device, where = _methods_and_device(args, list(lvis_rehearsal.METHODS))
     times, nonfinite = lvis_rehearsal.predictor_benchmark(
         methods, args.rounds, args.batch, device,
-        warmup=2 if args.warmup is None else args.warmup, amp=args.amp)
+        warmup=2 if args.warmup is None else args.warmup, amp=args.amp, config_dir=LVIS_CONFIGS)
     print_times(
         f"Box predictor alone, 1,203 classes, 1024-d features, {args.rounds} interleaved rounds "
         f"on {where}: train = forward + losses + backward on 512 x {args.batch} ROIs; test = "
@@ -401,11 +404,12 @@ def syncs(args):
     host-synchronising ops (scalar reads, boolean-mask indexing, nonzero, unique: each stalls a
     GPU's stream), operators dispatched (each costs microseconds of host time whatever its size)
     and, on a GPU, the kernels launched and their summed device time, under torch.profiler
-    (projects_lda/engine/host_syncs.py); the baseline is detectron2's FastRCNNOutputLayers.
+    (projects_lda/benchmark/host_syncs.py); the baseline is detectron2's FastRCNNOutputLayers.
     ``--top N`` also lists each method's N most-dispatched operators.
     """
     methods, device, where = _methods_and_device(args, list(lvis_rehearsal.METHODS))
-    profiles = lvis_rehearsal.predictor_profiles(methods, args.batch, device, top=args.top)
+    profiles = lvis_rehearsal.predictor_profiles(methods, args.batch, device, top=args.top,
+                                                 config_dir=LVIS_CONFIGS)
     print(f"Host synchronisations, operators dispatched and device work per training step of the "
           f"box predictor, 1,203 classes, 512 x {args.batch} ROIs, {where}")
     print(f"{'method':>18} {'syncs':>6} " + " ".join(f"{op:>26}" for op in SYNC_OPS)
@@ -436,7 +440,7 @@ def step(args):
         methods, args.rounds, args.batch, device, dataset,
         warmup=1 if args.warmup is None else args.warmup, amp=args.amp,
         test_images=args.test_images, min_size=args.min_size, max_size=args.max_size,
-        opts=args.opts)
+        opts=args.opts, config_dir=LVIS_CONFIGS)
     print_times(
         f"{extra['model']}, {args.min_size}-px images, batch {args.batch}, {args.rounds} "
         f"interleaved rounds on {where}: seconds per training iteration and per test image "
@@ -470,7 +474,8 @@ def configs(args):
         out = tempfile.mkdtemp(prefix="lvis_run_")
         try:
             row = lvis_rehearsal.run_config(config, train_name, val_name, out, iters=args.iters,
-                                            batch=args.batch, min_size=args.min_size)
+                                            batch=args.batch, min_size=args.min_size,
+                                            root=str(REPO_ROOT))
         except Exception as e:  # keep going, name the failures at the end
             failed.append((config, repr(e)))
             print(f"FAILED {config}: {e!r}", flush=True)

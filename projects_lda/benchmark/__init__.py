@@ -9,9 +9,7 @@ Measuring the methods: the code behind the tools that README.md and docs/ cite.
   (``tools/measure.py predictor``, ``step`` and ``configs``);
 * :mod:`.reproduce_lvis`: the paper's LVIS v1 table (``tools/reproduce_lvis.py``).
 
-Their defaults name files of the checkout the package is installed from in editable mode (as
-tools/setup.sh installs it): configs/ and docs/benchmark/ under :data:`REPO_ROOT`.
+The configs, records and settings files they read are under a checkout's ``configs/`` and
+``docs/benchmark/``: the entry points take that checkout as an argument (``root``; relative paths
+are the working directory's), and the tools pass their own.
 """
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]

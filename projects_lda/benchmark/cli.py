@@ -50,7 +50,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import REPO_ROOT
 from .protocol import tune_or_report
 from .report import build_report, write_report
 from .runs import METHODS, child_env, collect, resolve_method, train_in_subprocess
@@ -87,9 +86,10 @@ def get_parser():
     protocol.add_argument("--settings", default=None,
                           help="settings file --tune writes (default: "
                           "docs/benchmark/tuned_<variant>.json)")
-    protocol.add_argument("--records", default=str(REPO_ROOT / "docs" / "benchmark" / "runs"),
+    protocol.add_argument("--records", default=None,
                           help="folder of the finished runs' result files (tracked by git: the "
-                          "protocol resumes from them)")
+                          "protocol resumes from them; default: docs/benchmark/runs of the "
+                          "checkout)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--output", default="output/benchmark")
     parser.add_argument("--baseline", default="baseline", help="method the others are compared to")
@@ -103,10 +103,11 @@ def get_parser():
     return parser
 
 
-def benchmark(args):
-    """Trains the runs of ``args.methods`` x ``args.seeds`` not finished yet, then writes and
-    prints the tables; raises SystemExit naming the runs that failed."""
-    methods = dict(resolve_method(m) for m in args.methods or ["baseline", "lda"])
+def benchmark(args, root="."):
+    """Trains the runs of ``args.methods`` x ``args.seeds`` not finished yet (configs of the
+    checkout ``root``), then writes and prints the tables; raises SystemExit naming the runs
+    that failed."""
+    methods = dict(resolve_method(m, root) for m in args.methods or ["baseline", "lda"])
     out = Path(args.output)
     pending = []
     for seed in args.seeds:
@@ -120,7 +121,7 @@ def benchmark(args):
     failed = []
     # the pool starts runs in the order submitted (seed by seed); a free slot takes the next
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(train_in_subprocess, *p, env): p for p in pending}
+        futures = {pool.submit(train_in_subprocess, *p, env, root): p for p in pending}
         for future in as_completed(futures):
             label, run_dir = futures[future][:2]
             code = future.result()
@@ -136,12 +137,15 @@ def benchmark(args):
         raise SystemExit("runs failed, left out of the table: " + "; ".join(failed))
 
 
-def main(argv=None, execute=None):
-    """``tools/benchmark.py``; ``execute``: see :func:`~.protocol.tune_or_report`."""
+def main(argv=None, execute=None, root="."):
+    """``tools/benchmark.py``, on the configs and records of the checkout ``root``;
+    ``execute``: see :func:`~.protocol.tune_or_report`."""
     args = get_parser().parse_args(argv)
+    if args.records is None:
+        args.records = str(Path(root) / "docs" / "benchmark" / "runs")
     logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s")
     if args.tune or args.report:
-        return tune_or_report(args, execute)
+        return tune_or_report(args, execute, root)
     if args.finished_only:
         raise SystemExit("--finished-only goes with --tune or --report")
-    return benchmark(args)
+    return benchmark(args, root)

@@ -40,11 +40,12 @@ from ..config import get_project_cfg
 from ..worlds.lvis_shaped import lvis_shaped_category_counts
 from ..data.mapper import SafeDatasetMapper
 from ..engine.defaults import Trainer, setup
-from ..engine.host_syncs import predictor_step, profile_step
+from .host_syncs import predictor_step, profile_step
 from ..evaluation.lvis_evaluation import RESULTS_JSON
-from . import REPO_ROOT
 
 NUM_CLASSES, MAX_DETECTIONS, SCORE_THRESH = 1203, 300, 1e-4  # LVIS v1 and its evaluation
+# the LVIS v1 configs of a checkout (relative: the working directory's); the tools pass theirs
+CONFIG_DIR = os.path.join("configs", "LVISv1")
 
 # method -> its R-50 12-epoch config in configs/LVISv1/
 METHODS = {
@@ -96,10 +97,11 @@ def _half(device):
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
-def load_cfg(method, *opts):
-    """The project config of ``method``'s R-50 12-epoch LVIS v1 file, with ``opts`` merged."""
+def load_cfg(method, *opts, config_dir=CONFIG_DIR):
+    """The project config of ``method``'s R-50 12-epoch LVIS v1 file in ``config_dir``, with
+    ``opts`` merged."""
     cfg = get_project_cfg()
-    cfg.merge_from_file(str(REPO_ROOT / "configs" / "LVISv1" / METHODS[method]))
+    cfg.merge_from_file(os.path.join(config_dir, METHODS[method]))
     cfg.merge_from_list(["MODEL.WEIGHTS", "", *[str(o) for o in opts]])
     return cfg
 
@@ -131,9 +133,9 @@ def synthetic_proposals(num_images, per_image, num_classes, class_freq, device, 
     return out
 
 
-def build_predictor(method, device, class_freq):
+def build_predictor(method, device, class_freq, config_dir=CONFIG_DIR):
     """The box predictor of ``method``'s config (1,203 classes), its statistics set."""
-    cfg = load_cfg(method, "MODEL.DEVICE", str(device))
+    cfg = load_cfg(method, "MODEL.DEVICE", str(device), config_dir=config_dir)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         predictor = build_model(cfg).roi_heads.box_predictor
@@ -142,11 +144,12 @@ def build_predictor(method, device, class_freq):
     return predictor.to(device).train()
 
 
-def predictor_benchmark(methods, rounds, batch, device, warmup=2, amp=False):
+def predictor_benchmark(methods, rounds, batch, device, warmup=2, amp=False,
+                        config_dir=CONFIG_DIR):
     """(times {method: {"train": [s], "test": [s]}} of each round after ``warmup``, rounds with
     a non-finite loss {method: count}) of each method's predictor."""
     freq = lvis_like_class_freq()
-    predictors = {m: build_predictor(m, device, freq) for m in methods}
+    predictors = {m: build_predictor(m, device, freq, config_dir) for m in methods}
     C = NUM_CLASSES
     x_train = torch.rand(512 * batch, 1024, device=device)
     props = synthetic_proposals(batch, 512, C, freq, device)
@@ -186,8 +189,8 @@ def predictor_benchmark(methods, rounds, batch, device, warmup=2, amp=False):
     return times, nonfinite
 
 
-def predictor_profiles(methods, batch, device, top=0):
-    """{method: engine.host_syncs.profile_step's dict} of one training step (forward + losses +
+def predictor_profiles(methods, batch, device, top=0, config_dir=CONFIG_DIR):
+    """{method: host_syncs.profile_step's dict} of one training step (forward + losses +
     backward) of each method's predictor, after a first step that computes its statistics."""
     freq = lvis_like_class_freq()
     x = torch.rand(512 * batch, 1024, device=device)
@@ -195,7 +198,7 @@ def predictor_profiles(methods, batch, device, top=0):
     profiles = {}
     with EventStorage(0):
         for m in methods:
-            p = build_predictor(m, device, freq)
+            p = build_predictor(m, device, freq, config_dir)
             predictor_step(p, x, props)
             profiles[m] = profile_step(predictor_step, p, x, props, top=top)
     return profiles
@@ -203,7 +206,7 @@ def predictor_profiles(methods, batch, device, top=0):
 
 # ------------------------------------------------------------------------- whole training steps
 def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False, test_images=2,
-                   min_size=800, max_size=1333, opts=()):
+                   min_size=800, max_size=1333, opts=(), config_dir=CONFIG_DIR):
     """
     (times {method: {"train": [s per iteration], "test": [s per image]}} of each round after
     ``warmup``, extra figures: rounds with a non-finite loss, detections on the last test image,
@@ -219,7 +222,7 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
             "SOLVER.BASE_LR", 1e-5, "DATALOADER.NUM_WORKERS", 0,
             "INPUT.MIN_SIZE_TRAIN", f"({min_size},)", "INPUT.MIN_SIZE_TEST", min_size,
             "INPUT.MAX_SIZE_TRAIN", max_size, "INPUT.MAX_SIZE_TEST", max_size,
-            "OUTPUT_DIR", tempfile.mkdtemp(prefix="lvis_rehearsal_"), *opts,
+            "OUTPUT_DIR", tempfile.mkdtemp(prefix="lvis_rehearsal_"), *opts, config_dir=config_dir,
         )
         with torch.random.fork_rng():
             torch.manual_seed(0)
@@ -298,11 +301,13 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
 
 
 # ------------------------------------------------------------------------- the LVIS configs, run
-def run_config(config_file, train_name, val_name, out_dir, *, iters=1, batch=1, min_size=800):
+def run_config(config_file, train_name, val_name, out_dir, *, iters=1, batch=1, min_size=800,
+               root="."):
     """
     Trains the config ``iters`` iterations on ``train_name`` into ``out_dir`` and evaluates it on
     ``val_name``; returns what happened: the predictor's class, the last losses, seconds taken,
-    detections per image, the lowest score kept and the evaluation results.
+    detections per image, the lowest score kept and the evaluation results (its ``config``
+    named relative to the checkout ``root``).
     """
     opts = [
         "MODEL.WEIGHTS", "", "DATASETS.TRAIN", f"('{train_name}',)", "DATASETS.TEST",
@@ -335,7 +340,7 @@ def run_config(config_file, train_name, val_name, out_dir, *, iters=1, batch=1, 
     scores = [d["score"] for d in detections]
     results = getattr(trainer, "_last_eval_results", None) or {}
     return {
-        "config": os.path.relpath(config_file, REPO_ROOT),
+        "config": os.path.relpath(config_file, root),
         "head": type(trainer.model.roi_heads.box_predictor).__name__,
         "losses": losses,
         "total_s": total,

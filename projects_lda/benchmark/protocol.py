@@ -40,7 +40,6 @@ from typing import NamedTuple
 import yaml
 
 from ..config import flat_config, get_project_cfg
-from . import REPO_ROOT
 from .report import build_report, write_report
 from .runs import METHODS, child_env, train_in_subprocess
 
@@ -111,13 +110,14 @@ def variant_grids(variant):
     return {**GRIDS, **get_variant(variant).grids}
 
 
-def method_config(method, variant):
-    """The config file of ``method`` (a key of :data:`~.runs.METHODS`) on the variant."""
+def method_config(method, variant, root="."):
+    """The config file of ``method`` (a key of :data:`~.runs.METHODS`) on the variant, relative
+    to the checkout ``root``."""
     v = get_variant(variant)
     config = Path(METHODS[method][0])
     if v.config_dir != str(config.parent):
         config = Path(v.config_dir) / config.name.replace("_embedded.yaml", f"_{v.dataset}.yaml")
-        if not (REPO_ROOT / config).is_file():
+        if not (Path(root) / config).is_file():
             raise SystemExit(f"{method} has no config for the {variant} variant: {config} not found")
     return str(config)
 
@@ -221,8 +221,7 @@ def _config_now(config_file, opts):
     """The flat config ``config_file`` with ``opts`` (a tuple) gives today: one build for all
     the seeds and records of a setting."""
     cfg = get_project_cfg()
-    path = Path(config_file)
-    cfg.merge_from_file(str(path if path.is_absolute() else REPO_ROOT / path))
+    cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     return _flat_config(cfg.dump())
 
@@ -389,9 +388,10 @@ def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs
     return done, picked, sorted(failed)
 
 
-def tune_or_report(args, execute=None):
+def tune_or_report(args, execute=None, root="."):
     """
-    ``--tune`` / ``--report`` of ``tools/benchmark.py`` (``args``: its parsed arguments).
+    ``--tune`` / ``--report`` of ``tools/benchmark.py`` (``args``: its parsed arguments), on the
+    configs and settings files of the checkout ``root``.
 
     ``execute(method, setting, seed, opts, run_dir) -> record or None`` trains one run (tests
     pass a fake one); by default a child process of :mod:`projects_lda.benchmark.runs`.
@@ -411,11 +411,11 @@ def tune_or_report(args, execute=None):
                              f"{list(known)}")
         grids = {m: known[m] for m in names}
         report_seeds = {m: (TUNE_SEED,) for m in args.single_seed}
-        settings_file = args.settings or REPO_ROOT / "docs" / "benchmark" / f"tuned_{variant}.json"
+        settings_file = args.settings or Path(root) / "docs" / "benchmark" / f"tuned_{variant}.json"
         if args.finished_only:
             settings_file = None  # the protocol's file, written by the protocol only
     base_opts = variant_opts(variant)
-    configs = {m: method_config(m, variant) for m in grids}
+    configs = {m: method_config(m, variant, root) for m in grids}
     out = Path(args.output) / variant
     env = child_env(args.jobs)
 
@@ -424,7 +424,7 @@ def tune_or_report(args, execute=None):
 
     def subprocess_execute(method, setting, seed, opts, run_dir):
         label = f"{method} {setting} seed {seed}"
-        code = train_in_subprocess(label, run_dir, configs[method], seed, opts, env)
+        code = train_in_subprocess(label, run_dir, configs[method], seed, opts, env, root)
         if code != 0:
             logger.error("%s failed (exit %d); see %s", label, code, run_dir / "stdout.txt")
             return None
@@ -433,7 +433,7 @@ def tune_or_report(args, execute=None):
     execute = execute or subprocess_execute
 
     def stale(method, setting, record):
-        return stale_reason(record, configs[method], opts_of(method, setting))
+        return stale_reason(record, Path(root) / configs[method], opts_of(method, setting))
 
     def run(method, setting, seed):
         opts = opts_of(method, setting)

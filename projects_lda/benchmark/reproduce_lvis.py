@@ -25,7 +25,6 @@ import sys
 import torch
 
 from ..worlds.lvis_shaped import extra_datasets_spec, generate_lvis_shaped
-from . import REPO_ROOT
 
 CONFIGS = {
     "baseline": "configs/LVISv1/mask_rcnn_R_50_FPN_12ep_lvisv1.yaml",
@@ -89,20 +88,21 @@ def format_table(measured):
     return "\n".join(lines)
 
 
-def run_method(method, out_dir, num_gpus, extra_opts, env):
+def run_method(method, out_dir, num_gpus, extra_opts, env, root="."):
     """Trains and evaluates ``method`` with train_net.py into ``out_dir`` (resuming an
     interrupted run, skipping a finished one); returns its results."""
     log = os.path.join(out_dir, "log.txt")
     if os.path.isfile(os.path.join(out_dir, "model_final.pth")) and os.path.isfile(log) and parse_results(log):
         print(f"{method}: finished run found in {out_dir}, not trained again", flush=True)
         return parse_results(log)
-    cmd = [sys.executable, str(REPO_ROOT / "train_net.py"), "--config-file",
-           str(REPO_ROOT / CONFIGS[method]), "--num-gpus", str(num_gpus)]
+    root = os.path.abspath(root)
+    cmd = [sys.executable, os.path.join(root, "train_net.py"), "--config-file",
+           os.path.join(root, CONFIGS[method]), "--num-gpus", str(num_gpus)]
     if os.path.isfile(os.path.join(out_dir, "last_checkpoint")):
         cmd.append("--resume")
     cmd += ["OUTPUT_DIR", out_dir, *extra_opts]
     print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env=env, cwd=REPO_ROOT)
+    subprocess.run(cmd, check=True, env=env, cwd=root)
     results = parse_results(log)
     if not results:
         raise RuntimeError(f"{method}: no evaluation results in {log}")
@@ -127,9 +127,10 @@ def dry_run_setup(out):
     return opts, env
 
 
-def main(argv=None):
-    """``tools/reproduce_lvis.py``: the measured results {method: {metric: value}}, or 2 when
-    what the real runs need is missing."""
+def main(argv=None, root="."):
+    """``tools/reproduce_lvis.py``, with ``train_net.py`` and the configs of the checkout
+    ``root``: the measured results {method: {metric: value}}, or 2 when what the real runs need
+    is missing."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-gpus", type=int, default=8)
     parser.add_argument("--output", default="output/reproduce_lvis")
@@ -154,7 +155,8 @@ def main(argv=None):
     extra += list(args.opts)
     measured = {}
     for method in args.methods:
-        measured[method] = run_method(method, os.path.join(out, method), num_gpus, extra, env)
+        measured[method] = run_method(method, os.path.join(out, method), num_gpus, extra, env,
+                                      root)
     print("\nLVIS v1 val, Mask R-CNN R-50 FPN, 12 epochs" + (" (DRY RUN: meaningless)" if args.dry_run else ""))
     print(format_table(measured))
     return measured

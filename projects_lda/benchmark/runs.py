@@ -25,7 +25,6 @@ from ..engine.checkpoint import last_checkpoint_name
 from ..evaluation.analysis import evaluate_results, group_confusions, per_class_ap, tide_breakdown
 from ..evaluation.lvis_evaluation import MATCH_RECORDS, RESULTS_JSON
 from ..evaluation.report import sibling_groups
-from . import REPO_ROOT
 
 EMBEDDED = "configs/Embedded"
 
@@ -74,11 +73,11 @@ def _metrics(task_results):
 logger = logging.getLogger("benchmark")
 
 
-def resolve_method(spec):
+def resolve_method(spec, root="."):
     """``NAME`` of :data:`METHODS` or ``NAME=CONFIG.yaml`` -> (name, (config, extra options))."""
     if "=" in spec:
         name, config = spec.split("=", 1)
-        if not (REPO_ROOT / config).is_file() and not Path(config).is_file():
+        if not (Path(root) / config).is_file() and not Path(config).is_file():
             raise SystemExit(f"--methods {spec}: config file not found: {config}")
         return name, (config, [])
     if spec not in METHODS:
@@ -225,7 +224,7 @@ def child_env(jobs):
     return env
 
 
-def train_in_subprocess(label, run_dir, config_file, seed, opts, env):
+def train_in_subprocess(label, run_dir, config_file, seed, opts, env, root="."):
     """Runs :func:`run_one` in a child process from the repository root (the configs' paths are
     relative to it), its output appended to ``run_dir/stdout.txt``; returns its exit status."""
     run_dir = Path(run_dir)
@@ -233,7 +232,7 @@ def train_in_subprocess(label, run_dir, config_file, seed, opts, env):
     logger.info("%s: training into %s", label, run_dir)
     cmd = [sys.executable, "-m", __name__, config_file, str(run_dir), str(seed), *opts]
     with open(run_dir / "stdout.txt", "ab") as log:
-        return subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.run(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                               env=env).returncode
 
 
