@@ -296,3 +296,25 @@ def assert_finite_and_every_parameter_gets_a_gradient(predictor, losses):
     for name, p in predictor.named_parameters():
         assert p.grad is not None, f"{name} takes no part in the backward pass"
         assert torch.isfinite(p.grad).all(), name
+
+
+def relabel_rare(gt, every):
+    """
+    Gives every ``every``-th annotation of ``gt`` a rare category (in turn), in place, keeping
+    the federated lists consistent: a category annotated in an image is not among its
+    ``neg_category_ids``, and ``not_exhaustive_category_ids`` only names annotated ones. At a
+    few dozen images rare categories hardly appear otherwise, and APr would not count.
+    """
+    rare = [c["id"] for c in gt["categories"] if c["frequency"] == "r"]
+    images = {img["id"]: img for img in gt["images"]}
+    for i, a in enumerate(gt["annotations"][::every]):
+        a["category_id"] = rare[i % len(rare)]
+        img = images[a["image_id"]]
+        img["neg_category_ids"] = [c for c in img["neg_category_ids"] if c != a["category_id"]]
+    annotated = {}
+    for a in gt["annotations"]:
+        annotated.setdefault(a["image_id"], set()).add(a["category_id"])
+    for img in gt["images"]:
+        img["not_exhaustive_category_ids"] = [
+            c for c in img["not_exhaustive_category_ids"] if c in annotated.get(img["id"], ())]
+    return gt

@@ -4,11 +4,12 @@ import copy
 import json
 
 import pytest
+from conftest import relabel_rare
 
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 
 from projects_lda.evaluation.lvis_api_grouped import lvis_eval_by_category_group
-from projects_lda.evaluation.synthetic import make_detections, make_lvis_like_gt, relabel_rare
+from projects_lda.evaluation.synthetic import make_detections, make_lvis_like_gt
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LVIS_V1_VAL_IMAGES = 19809
 METRICS = ("AP", "AP50", "APr", "APc", "APf")
 DATASET = "eval_benchmark_val"
 

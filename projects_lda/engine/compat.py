@@ -9,15 +9,12 @@ import inspect
 from urllib.parse import parse_qs, urlparse
 
 from detectron2.checkpoint import detection_checkpoint
-from detectron2.data import detection_utils
 from detectron2.engine import SimpleTrainer
 
 __all__ = [
     "LAUNCH_SUPPORTS_CPU",
     "WRITE_METRICS_TAKES_ITER",
-    "TRAINER_HAS_ASYNC_METRICS",
     "WEIGHTS_URL_QUERIES",
-    "HAS_FED_LOSS",
     "split_weights_query",
     "detectron2_export",
 ]
@@ -36,15 +33,8 @@ def _launch_supports_cpu() -> bool:
 LAUNCH_SUPPORTS_CPU = _launch_supports_cpu()
 #: ``SimpleTrainer._write_metrics`` takes ``iter`` (main; it also honours ``gather_metric_period``).
 WRITE_METRICS_TAKES_ITER = "iter" in inspect.signature(SimpleTrainer._write_metrics).parameters
-#: ``SimpleTrainer`` can write metrics in a thread (``async_write_metrics``, main).
-TRAINER_HAS_ASYNC_METRICS = (
-    "async_write_metrics" in inspect.signature(SimpleTrainer.__init__).parameters
-)
 #: ``DetectionCheckpointer`` reads ``path?matching_heuristics=True`` (main).
 WEIGHTS_URL_QUERIES = hasattr(detection_checkpoint, "parse_qs")
-#: detectron2's federated loss (``ROI_BOX_HEAD.USE_FED_LOSS``, main), which reads the training
-#: set's ``class_image_count`` metadata.
-HAS_FED_LOSS = hasattr(detection_utils, "get_fed_loss_cls_weights")
 
 
 def split_weights_query(path: str):

@@ -32,15 +32,14 @@ import math
 
 import numpy as np
 
-__all__ = ["AREA_LABELS", "MatchRecords", "RankedLists", "RankedRecords",
+__all__ = ["MatchRecords", "RankedLists", "RankedRecords",
            "bootstrap_difference", "bootstrap_samples", "fixed_and_pooled_ap",
-           "gt_counts_per_image", "lvis_precision", "paired_interval", "reliability",
+           "gt_counts_per_image", "paired_interval", "reliability",
            "top_k_per_category"]
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 AREA_RANGES = ((0, 1e5 ** 2), (0, 32 ** 2), (32 ** 2, 96 ** 2), (96 ** 2, 1e5 ** 2))
-AREA_LABELS = ("all", "small", "medium", "large")
 T, A = len(IOU_THRS), len(AREA_RANGES)
 
 # one detection per row: category index, score, image id, rank in its image (the model's
@@ -209,22 +208,6 @@ def num_gt_per_category(annotations, cat_ids):
     for i, keep in enumerate(_counted(annotations)):
         out[:, i] = np.bincount(cats[keep], minlength=len(cat_ids))
     return out
-
-
-def lvis_precision(tps, fps, num_gt):
-    """
-    lvis-api's interpolated precision at its 101 recall thresholds for one ranked list.
-
-    Args:
-        tps, fps (ndarray[T', D] bool): true / false positives in rank order (ignored
-            detections are neither).
-        num_gt (int): objects that count (> 0).
-    Returns:
-        ndarray[T', 101].
-    """
-    tps, fps = np.asarray(tps, bool), np.asarray(fps, bool)
-    lists = RankedLists(tps, ~tps & ~fps, [0, tps.shape[1]])
-    return lists.precision(np.ones(tps.shape[1], np.int64), [num_gt])[:, 0]
 
 
 def _recall_counts(num_gt):

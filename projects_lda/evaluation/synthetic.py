@@ -85,28 +85,6 @@ def make_lvis_like_gt(num_images, num_categories=1203, *, seed=0, image_size=(48
             "info": {"description": "synthetic LVIS-shaped set"}, "licenses": []}
 
 
-def relabel_rare(gt, every):
-    """
-    Gives every ``every``-th annotation of ``gt`` a rare category (in turn), in place, keeping
-    the federated lists consistent: a category annotated in an image is not among its
-    ``neg_category_ids``, and ``not_exhaustive_category_ids`` only names annotated ones. At a
-    few dozen images rare categories hardly appear otherwise, and APr would not count.
-    """
-    rare = [c["id"] for c in gt["categories"] if c["frequency"] == "r"]
-    images = {img["id"]: img for img in gt["images"]}
-    for i, a in enumerate(gt["annotations"][::every]):
-        a["category_id"] = rare[i % len(rare)]
-        img = images[a["image_id"]]
-        img["neg_category_ids"] = [c for c in img["neg_category_ids"] if c != a["category_id"]]
-    annotated = {}
-    for a in gt["annotations"]:
-        annotated.setdefault(a["image_id"], set()).add(a["category_id"])
-    for img in gt["images"]:
-        img["not_exhaustive_category_ids"] = [
-            c for c in img["not_exhaustive_category_ids"] if c in annotated.get(img["id"], ())]
-    return gt
-
-
 def make_detections(gt, image, num_dets=300, *, seed=0, with_masks=True, score_decimals=None,
                     mask_buffer=None):
     """
