@@ -252,15 +252,23 @@ def test_embedded_generated_on_first_use(tmp_path, monkeypatch, new_name):
 
 
 def test_builtin_lvis_metadata_completed():
-    meta = MetadataCatalog.get("lvis_v1_train")
+    meta = MetadataCatalog.get("lda_lvis_v1_train")
     assert meta.evaluator_type == "lvis" and len(meta.thing_classes) == 1203
     assert len(meta.class_frequency) == 1203 and set(meta.class_frequency) == {"r", "c", "f"}
-    assert MetadataCatalog.get("lvis_v1_val").class_frequency == meta.class_frequency
+    assert MetadataCatalog.get("lda_lvis_v1_val").class_frequency == meta.class_frequency
     if not os.path.isfile(meta.json_file):
         with pytest.raises(FileNotFoundError, match="DETECTRON2_DATASETS"):
             meta.class_image_count
         with pytest.raises(FileNotFoundError, match="lvis_v1_train.json.*DETECTRON2_DATASETS"):
-            DatasetCatalog.get("lvis_v1_train")  # the project's loader (see test_lvis_shape.py)
+            DatasetCatalog.get("lda_lvis_v1_train")  # the project's loader (test_lvis_shape.py)
+
+
+def test_detectron2_lvis_registrations_are_kept():
+    # the project registers its own names; detectron2's keep their loader and metadata
+    for name in ("lvis_v1_train", "lvis_v1_val"):
+        assert DatasetCatalog[name].__module__ == "detectron2.data.datasets.lvis", name
+        assert "class_frequency" not in MetadataCatalog.get(name).__dict__, name
+        assert MetadataCatalog.get("lda_" + name).json_file == MetadataCatalog.get(name).json_file
 
 
 # detectron2's federated loss (ROI_BOX_HEAD.USE_FED_LOSS, main), which reads the training set's

@@ -59,7 +59,6 @@ def registered(shaped):
         MetadataCatalog.pop(name, None)
         ds._REGISTERED.pop(name, None)
         ds._LAZY.pop(name, None)
-        ds._CLASS_LISTS.pop(name, None)
         ds._LOADED_METADATA.pop(name, None)
 
 
@@ -182,7 +181,7 @@ from projects_lda.data import datasets as ds
 from projects_lda.data.class_freq import (
     class_frequencies, class_frequencies_from_datasets, class_image_counts, image_count_provider)
 
-train, val = "lvis_v1_train", "lvis_v1_val"
+train, val = "lda_lvis_v1_train", "lda_lvis_v1_val"
 meta = MetadataCatalog.get(train)
 d2_meta = get_lvis_instances_meta(train)
 assert meta.thing_classes == d2_meta["thing_classes"] and counter == []
@@ -224,7 +223,7 @@ print("ok", len(dicts), len(val_dicts))
 
 def test_builtin_lvis_splits_use_the_single_parse_loader(shaped, tmp_path):
     """
-    detectron2's ``lvis_v1_train`` / ``lvis_v1_val`` are loaded by the project's loader: the
+    ``lda_lvis_v1_train`` / ``lda_lvis_v1_val`` are loaded by the project's loader: the
     records are detectron2's, images are not checked (the ``coco`` folder here is empty), the
     metadata keeps detectron2's values, and the class statistics reuse the loaded class lists.
     """

@@ -17,17 +17,20 @@ Two definitions of instance frequencies (``source``; LDA uses ``"sampled"``, bal
 * ``"annotations"``: the raw instance counts in the annotations (the distribution without RFS).
 
 Over registered datasets (the providers, called at the first training step), the statistics are
-computed from the per-record class lists kept when the training loader loaded an LVIS-format
-dataset (:func:`projects_lda.data.datasets.loaded_class_lists`), with numpy; the dataset is
-loaded again only when those are not available (another loader, or a changed file).
+computed from the per-record class lists that loading an LVIS-format dataset puts in its metadata
+(:data:`projects_lda.data.datasets.CLASS_LISTS_KEY`), with numpy; the dataset is loaded again only
+when those are not available (another loader, or a changed file).
 """
+import os
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.samplers import RepeatFactorTrainingSampler
+
+from .datasets import CLASS_LISTS_KEY
 
 __all__ = [
     "class_frequencies",
@@ -122,18 +125,32 @@ def load_training_dicts(dataset_names: List[str], filter_empty: bool = True) -> 
     return dicts
 
 
+def _class_lists_of(name):
+    """The class lists of the last load of dataset ``name`` (its metadata's
+    :data:`~projects_lda.data.datasets.CLASS_LISTS_KEY`), None when there was none in this
+    process or its file changed since."""
+    entry = MetadataCatalog.get(name).get(CLASS_LISTS_KEY, None) if name in MetadataCatalog else None
+    if entry is None:
+        return None
+    json_file, stamp, lists = entry
+    try:
+        st = os.stat(json_file)
+    except OSError:
+        return None
+    return lists if (st.st_mtime_ns, st.st_size) == stamp else None
+
+
 def _loaded_class_lists(
     dataset_names: List[str], num_classes: int, filter_empty: bool
 ) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """
     ``(category_ids, counts per record, crowd flags)`` of the training records, filtered as the
     training loader filters them (records without a non-crowd annotation dropped), from the
-    class lists kept when the datasets were loaded; None if any dataset was not loaded by
-    :func:`projects_lda.data.datasets.load_lvis_format` in this process.
+    class lists the datasets' metadata keeps from their load; None if any dataset was not loaded
+    by :func:`projects_lda.data.datasets.load_lvis_format` in this process, or its file changed
+    since.
     """
-    from .datasets import loaded_class_lists
-
-    parts = [loaded_class_lists(name) for name in dataset_names]
+    parts = [_class_lists_of(name) for name in dataset_names]
     if not parts or any(p is None for p in parts):
         return None
     for name, (cats, _, _) in zip(dataset_names, parts):

@@ -15,10 +15,11 @@ Registered on ``import projects_lda.data`` (idempotent):
   exhaustive and federated, and ``lvis_embedded_many1203_{train,val,test}`` at LVIS v1's 1,203
   classes, in the same folder with ``_many_class`` / ``_many_class_federated`` /
   ``_many_class_1203`` appended (generating one takes one to a few minutes).
-* ``lvis_v1_train`` / ``lvis_v1_val`` (and LVIS v0.5 train/val): registered by detectron2 under
-  ``$DETECTRON2_DATASETS``; re-registered with the project's loader (same records as
-  detectron2's, the file parsed once) and their metadata completed with the fields below
-  (see :func:`register_all_lvis`).
+* ``lda_lvis_v1_train`` / ``lda_lvis_v1_val`` (and ``lda_`` + LVIS v0.5's splits): the LVIS
+  files detectron2 registers under ``$DETECTRON2_DATASETS`` as ``lvis_v1_train`` etc., registered
+  a second time under these names with the project's loader (same records as detectron2's, the
+  file parsed once) and the metadata below (see :func:`register_all_lvis`); detectron2's own
+  registrations stay as they are.
 * user datasets listed in ``$LDA_EXTRA_DATASETS``, as semicolon-separated
   ``name:json_file:image_root`` entries (optionally ``:federated`` or ``:exhaustive`` appended
   to force how the file is evaluated), e.g.
@@ -71,7 +72,8 @@ __all__ = [
     "EXTRA_DATASETS_ENV",
     "class_metadata",
     "load_lvis_format",
-    "loaded_class_lists",
+    "CLASS_LISTS_KEY",
+    "LVIS_PREFIX",
     "register_lvis_format",
     "register_generated_lvis",
     "register_all_lvis",
@@ -90,6 +92,8 @@ CLASS_KEYS = ("thing_classes", "thing_dataset_id_to_contiguous_id", "class_image
               "has_rle_masks")
 # the annotation kinds a file can be forced to at registration (None: from its fields)
 ANNOTATION_KINDS = ("federated", "exhaustive")
+# the project's LVIS splits are detectron2's names with this prefix (register_all_lvis)
+LVIS_PREFIX = "lda_"
 _BUILTIN_LVIS = {
     "lvis_v1_train": "v1",
     "lvis_v1_val": "v1",
@@ -100,10 +104,12 @@ _BUILTIN_LVIS = {
 
 _LAZY = {}  # dataset name -> (lazy metadata keys, function returning a dict of metadata)
 _REGISTERED = {}  # dataset name -> what it was registered with (for idempotent registration)
-# dataset name -> (json_file, (mtime, size), category ids (int32), per-record counts (int64)) of
-# its last load in this process: the training-set class statistics (projects_lda.data.class_freq) are
-# computed from these instead of loading the dataset again
-_CLASS_LISTS = {}
+#: Metadata key of a dataset's class lists as last loaded by :func:`load_lvis_format` in this
+#: process, ``(json_file, (mtime, size), (category ids int32, annotations per record int64,
+#: crowd flags bool))`` (:func:`projects_lda.data.annotation_file.class_lists`): the training-set
+#: class statistics (:mod:`projects_lda.data.class_freq`) are computed from them instead of
+#: loading the dataset again.
+CLASS_LISTS_KEY = "class_lists"
 # dataset name -> (json_file, (mtime, size), class_metadata()) of its last load in this process
 _LOADED_METADATA = {}
 
@@ -163,6 +169,14 @@ def _set_metadata(name, values):
     MetadataCatalog.get(name).set(**values)
 
 
+def _set_class_lists(name, value):
+    """Set the class lists of ``name`` (:data:`CLASS_LISTS_KEY`), replacing those of an earlier
+    load (``Metadata.set`` refuses to change a value)."""
+    meta = MetadataCatalog.get(name)
+    meta.__dict__.pop(CLASS_LISTS_KEY, None)
+    meta.set(**{CLASS_LISTS_KEY: value})
+
+
 def _read_json(json_file):
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"LVIS-format annotation file not found: {json_file}")
@@ -197,26 +211,6 @@ def _file_stamp(path):
     return st.st_mtime_ns, st.st_size
 
 
-def loaded_class_lists(name):
-    """
-    ``(category_ids, counts, crowd)`` of the records of dataset ``name`` as last loaded by
-    :func:`load_lvis_format` in this process: the contiguous category ids of all annotations
-    (int32, record after record), the number of annotations of each record (int64) and whether
-    each annotation is a crowd region (bool). None when it was not loaded here or its file
-    changed since. O(instances) memory, not images x classes.
-    """
-    entry = _CLASS_LISTS.get(name)
-    if entry is None:
-        return None
-    json_file, stamp, lists = entry
-    try:
-        if _file_stamp(json_file) != stamp:
-            return None
-    except OSError:
-        return None
-    return lists
-
-
 def _check_kind(annotations):
     if annotations is not None and annotations not in ANNOTATION_KINDS:
         raise ValueError(f"annotations={annotations!r}: expected None (decided by the file's "
@@ -235,7 +229,7 @@ def load_lvis_format(json_file, image_root, dataset_name=None, check_images=True
         image_root (str): the folder the images' ``file_name`` is relative to, or (LVIS) that
             holds the split folders named in their ``coco_url``.
         dataset_name (str or None): if given, the per-class metadata of this dataset is set, and
-            its per-record class lists are kept for :func:`loaded_class_lists`.
+            its per-record class lists in its metadata (:data:`CLASS_LISTS_KEY`).
         check_images (bool): check that every image file exists.
         annotations (str or None): "federated" or "exhaustive" to force how the file is
             evaluated; None: federated when an image has LVIS's ``neg_category_ids`` or
@@ -266,7 +260,7 @@ def _load(json_file, image_root, dataset_name, check_images, metadata_keys, *, a
     if dataset_name is not None:
         _LOADED_METADATA[dataset_name] = (json_file, stamp, meta)
         _set_metadata(dataset_name, {k: meta[k] for k in metadata_keys})
-        _CLASS_LISTS[dataset_name] = (json_file, stamp, annotation_file.class_lists(dicts))
+        _set_class_lists(dataset_name, (json_file, stamp, annotation_file.class_lists(dicts)))
     if check_images:
         missing = [d for d in dicts if not os.path.isfile(d["file_name"])]
         if missing:
@@ -377,28 +371,30 @@ def _loaded_metadata(name, json_file):
 
 def register_all_lvis():
     """
-    Take over the LVIS splits registered by detectron2 (:data:`_BUILTIN_LVIS`):
+    Register the LVIS splits that detectron2 registered (:data:`_BUILTIN_LVIS`) a second time,
+    as :data:`LVIS_PREFIX` + their name (``lda_lvis_v1_train``, ...), leaving detectron2's own
+    registrations as they are:
 
-    * their loader is replaced (``DatasetCatalog.remove`` then ``register`` under the same name)
-      by the project's single-parse loader, with the same records as detectron2's
-      ``load_lvis_json`` (and, like it, no check of the image files), which keeps the class
-      lists of the records for the class statistics of the first training step;
-    * their metadata keeps detectron2's values (``thing_classes``, ``json_file``,
-      ``image_root``) and is completed: ``class_frequency`` (from detectron2's category lists)
-      and ``evaluator_type`` now; ``class_image_count`` and ``class_instance_count`` from the
-      split's JSON, when the split is loaded or, lazily, on first access (from the statistics of
-      the load when it already happened in this process). detectron2 0.6 sets neither count;
-      detectron2 main sets ``class_image_count`` of every v1 split to the v1 *training* counts,
-      which is replaced by the split's own (same format).
+    * the loader is the project's single-parse one, with the same records as detectron2's
+      ``load_lvis_json`` (and, like it, no check of the image files), which keeps the class lists
+      of the records for the class statistics of the first training step;
+    * the metadata takes detectron2's values (``thing_classes``, ``json_file``, ``image_root``)
+      and adds ``class_frequency`` (from detectron2's category lists) and ``evaluator_type`` now;
+      ``class_image_count`` and ``class_instance_count`` from the split's JSON, when the split is
+      loaded or, lazily, on first access (from the statistics of the load when it already
+      happened in this process). They are the split's own counts (detectron2 main's metadata
+      gives every v1 split the v1 *training* counts).
 
     Splits detectron2 did not register are skipped.
     """
     count_keys = ("class_image_count", "class_instance_count")
-    for name, version in _BUILTIN_LVIS.items():
-        if name not in DatasetCatalog.list() or name in _REGISTERED:
+    for builtin, version in _BUILTIN_LVIS.items():
+        name = LVIS_PREFIX + builtin
+        if builtin not in DatasetCatalog.list() or name in _REGISTERED:
             continue
-        meta = MetadataCatalog.get(name)
-        json_file, image_root = meta.json_file, meta.image_root
+        _check_reregistration(name, ("builtin", version))
+        d2_meta = MetadataCatalog.get(builtin)
+        json_file, image_root = d2_meta.json_file, d2_meta.image_root
 
         def load(name=name, json_file=json_file, image_root=image_root):
             # image_root as detectron2 registered it: it joins ``image_root + split_folder``
@@ -411,14 +407,14 @@ def register_all_lvis():
                 meta = class_metadata(_read_json(_builtin_json(json_file)), json_file)
             return {k: meta[k] for k in count_keys}
 
-        DatasetCatalog.remove(name)
         DatasetCatalog.register(name, load)
-        meta = _lazy_metadata(name, count_keys, counts, replace=count_keys)
+        meta = _lazy_metadata(name, count_keys, counts)
         cats = _builtin_categories(version)
-        meta.set(class_frequency=[c["frequency"] for c in cats], evaluator_type="lvis",
-                 federated=True, has_masks=True, has_rle_masks=False)
-        if not meta.__dict__.get("thing_dataset_id_to_contiguous_id"):
-            meta.set(thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(cats)})
+        ids = d2_meta.get("thing_dataset_id_to_contiguous_id", None)
+        meta.set(thing_classes=list(d2_meta.thing_classes), json_file=json_file,
+                 image_root=image_root, class_frequency=[c["frequency"] for c in cats],
+                 evaluator_type="lvis", federated=True, has_masks=True, has_rle_masks=False,
+                 thing_dataset_id_to_contiguous_id=ids or {c["id"]: i for i, c in enumerate(cats)})
         _REGISTERED[name] = ("builtin", version)
 
 
