@@ -9,7 +9,7 @@ Importing this package registers ``LDAROIHeads`` and the peer methods' ROI heads
 ``ROI_HEADS_REGISTRY``, the generated datasets (``lvis_embedded_*``) and any datasets named in
 ``LDA_EXTRA_DATASETS``.
 """
-from .config import add_lda_config, get_project_cfg
+from .config import add_lda_config, add_project_config, get_project_cfg
 from .modeling import LDAFastRCNNOutputLayers, LDALogits, LDAROIHeads  # registers the ROI heads
 from .modeling.peers import add_peers_config
 from .data.class_freq import class_frequencies, class_frequencies_from_datasets
@@ -18,6 +18,7 @@ from .worlds import datasets as _worlds  # noqa: F401  (registers lvis_embedded_
 
 __all__ = [
     "add_lda_config",
+    "add_project_config",
     "add_peers_config",
     "get_project_cfg",
     "LDAFastRCNNOutputLayers",

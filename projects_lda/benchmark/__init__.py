@@ -6,7 +6,9 @@ Measuring the methods: the code behind the tools that README.md and docs/ cite.
   protocol of docs/benchmark_protocol.md, the command line;
 * :mod:`.plot_analysis`: the paper's analysis figures of trained runs (``tools/plot_analysis.py``);
 * :mod:`.lvis_rehearsal`: LDA and the peers at LVIS v1's shape without its data
-  (``tools/measure.py predictor``, ``step`` and ``configs``);
+  (``tools/measure.py predictor``, ``step`` and ``configs``); :mod:`.host_syncs`: the host
+  synchronisations and dispatched operators of a training step (``tools/measure.py syncs``,
+  ``profile``);
 * :mod:`.reproduce_lvis`: the paper's LVIS v1 table (``tools/reproduce_lvis.py``).
 
 The configs, records and settings files they read are under a checkout's ``configs/`` and

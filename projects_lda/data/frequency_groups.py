@@ -1,9 +1,9 @@
 """
 LVIS's frequency groups: a category is rare, common or frequent by its number of training images.
 
-A leaf module (it imports nothing of the project): both the LVIS-format loader
-(:mod:`projects_lda.data.datasets`) and the embedded dataset's generator
-(:mod:`projects_lda.worlds.embedded`) need the rule, and the loader imports the generator.
+A leaf module (it imports nothing of the project): the LVIS-format loader
+(:mod:`projects_lda.data.annotation_file`), the generators of :mod:`projects_lda.worlds` and
+the evaluation need the rule.
 """
 
 __all__ = ["RARE_MAX_IMAGES", "COMMON_MAX_IMAGES", "lvis_frequency"]

@@ -1,5 +1,6 @@
 """
-The method: LDA's box predictor, its loss terms and balance factor, the peer long-tail
+The method: LDA's box predictor, its loss terms (:mod:`.lda_loss`), its importance weights and
+balance factor (Eq. 5-6, :mod:`.balance`), the peer long-tail
 predictors, and the ROI heads that carry them. Importing this package registers ``LDAROIHeads``
 and the peer methods' ROI heads in detectron2's ``ROI_HEADS_REGISTRY``, and
 ``SelectedClassMaskHead`` in its ``ROI_MASK_HEAD_REGISTRY``.

@@ -3,9 +3,10 @@ What the embedded dataset's two generators share: the generation parameters and 
 the split names, the test split's random stream and the dealing of frequency ranks to the
 members of sibling groups.
 
-A leaf module of the generator (it imports nothing of the project): :mod:`.embedded` (the small
-variant, the dispatch on the class count and the cache) and :mod:`.many_class` (the many-class
-variant) both import it, and :mod:`.embedded` imports :mod:`.many_class`.
+A leaf module of the generators (of the project it imports only LVIS's frequency rule,
+:mod:`projects_lda.data.frequency_groups`): :mod:`.embedded` (the small variant, the dispatch on
+the class count and the cache) and :mod:`.many_class` (the many-class variant) both import it,
+and :mod:`.embedded` imports :mod:`.many_class`.
 """
 
 __all__ = ["EMBEDDED_DEFAULTS", "SPLITS", "TEST_STREAM", "rank_order"]
