@@ -89,6 +89,8 @@ def test_demo_draws_a_dataset_and_reads_the_config_like_train_net(tiny_dataset, 
     written = demo(cfg, dataset="tiny_embedded_val", num_images=2, output=str(out),
                    progress=False).written
     assert sorted(written) == sorted(map(str, out.glob("*.png"))) and len(written) == 2
+    with pytest.raises(ValueError, match="--dataset tiny_nope: no such registered dataset"):
+        demo(cfg, dataset="tiny_nope", output=str(out), progress=False)
     # a config error is named as train_net names it
     with pytest.raises(KeyError, match="command-line options: .*NO_SUCH_KEY"):
         inference_config(str(LDA_CONFIG), ["MODEL.NO_SUCH_KEY", "1"])
