@@ -2,7 +2,8 @@
 Registration of COCO- and LVIS-format datasets, independent of detectron2's built-in LVIS
 metadata.
 
-Registered on ``import projects_lda.data`` (idempotent):
+Registered on ``import projects_lda`` (idempotent; the generated ``lvis_embedded_*`` by
+:mod:`projects_lda.worlds.datasets` through :func:`register_generated_lvis`):
 
 * ``lvis_embedded_{train,val,test}``: the synthetic long-tailed dataset of
   :mod:`projects_lda.worlds.embedded`, generated on first use into ``$LDA_EMBEDDED_ROOT``
