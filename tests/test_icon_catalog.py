@@ -135,3 +135,4 @@ def test_kind_rule():
     assert ic._kind(cps("1F6F4")) == "vehicle"  # kick scooter
     assert ic._kind(cps("2764")) == "symbol"  # red heart
     assert ic._kind(cps("1F51F")) == "keycap"
+    assert ic._kind(cps("24C2")) == "letter"  # circled M, an alphanumeric button

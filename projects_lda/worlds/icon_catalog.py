@@ -103,9 +103,11 @@ _NEUTRAL_COUPLES = {
 # bellhop bell are objects; the non-emoji chess pieces that OpenMoji draws are activities and its
 # stick figures are people.
 _KIND_RANGES: Tuple[Tuple[int, int, str], ...] = (
+    (0x2139, 0x2139, "letter"),  # information ("i")
     (0x231A, 0x231B, "object"),  # watch, hourglass done
     (0x2328, 0x2328, "object"),  # keyboard
     (0x23F0, 0x23F3, "object"),  # alarm clock .. hourglass not done
+    (0x24C2, 0x24C2, "letter"),  # circled M
     (0x2600, 0x2601, "place"),  # sun, cloud
     (0x2602, 0x2602, "object"),  # umbrella
     (0x2603, 0x2604, "place"),  # snowman, comet
