@@ -1,0 +1,1 @@
+"""Generated worlds of projects_lda beyond the embedded shape world."""
