@@ -175,7 +175,7 @@ def test_tiny_setting_trains_and_evaluates(tiny_world, tmp_path):
     args = make_train_args(
         tmp_path / "run", "DATASETS.TRAIN", "('tiny_icons_train',)", "DATASETS.TEST",
         "('tiny_icons_val',)", "MODEL.ROI_HEADS.NUM_CLASSES", "12", "SOLVER.MAX_ITER", "2",
-        config=ROOT / "configs/Icons/lda_mask_rcnn_R_18_FPN_cpu_icons_small.yaml")
+        config=ROOT / "configs/IconsSmall/lda_mask_rcnn_R_18_FPN_cpu_iconssmall.yaml")
     results = train_net.main(args)
     for task in ("bbox", "segm"):
         assert set(results[task]) >= {"AP", "APr", "APc", "APf"}  # one test set: not keyed
