@@ -49,9 +49,10 @@ def test_spot_checks(by_hexcode):
     assert by_hexcode["1F34F"].lvis_id == 0  # green apple: apple is taken by the red one
     assert by_hexcode["1F34F"].name == "green_apple"
     assert by_hexcode["1F5B1"].name == "mouse_(computer_equipment)"
-    # the animal keeps a name that is not LVIS's word for the computer mouse
-    assert by_hexcode["1F401"][1:4] == ("mouse_animal", "animal", 0)
-    assert by_hexcode["1F401"].synonyms[0] == "mouse"
+    assert by_hexcode["1F401"][1:4] == ("rodent", "animal", 890)  # the mouse, an animal
+    # "boy" is a synonym of LVIS's person: the unmatched boy icon takes its kind as a suffix
+    assert by_hexcode["1F466"][1:4] == ("boy_person", "person", 0)
+    assert by_hexcode["1F466"].synonyms[0] == "boy"
     assert by_hexcode["1F987"].name == "bat_(animal)"
     assert by_hexcode["1F453"].name == "spectacles"  # glasses, not a drinking glass
     assert by_hexcode["1F1EB-1F1F7"][1:3] == ("france", "flag")
