@@ -12,7 +12,7 @@ Every icon is one class, except:
 
 * skin-tone variants (a hexcode containing U+1F3FB..U+1F3FF): the same drawing in another colour;
 * direction variants (``ZWJ RIGHTWARDS ARROW``, "... facing right"): the mirror image of their
-  base icon, which the generator's flips already draw;
+  base icon, a horizontal flip away;
 * gender and hair-colour variants of people and families (``ZWJ FEMALE/MALE SIGN``, MAN/WOMAN
   or BOY/GIRL in place of PERSON or CHILD in a ZWJ sequence) whose gender-neutral form is in the
   catalog: near-copies of that form. Emoji that are single characters of their own (man, woman,
