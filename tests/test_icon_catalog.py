@@ -49,9 +49,10 @@ def test_spot_checks(by_hexcode):
     assert by_hexcode["1F34F"].lvis_id == 0  # green apple: apple is taken by the red one
     assert by_hexcode["1F34F"].name == "green_apple"
     assert by_hexcode["1F5B1"].name == "mouse_(computer_equipment)"
-    # the animal keeps a name that is not LVIS's word for the computer mouse
-    assert by_hexcode["1F401"][1:4] == ("mouse_animal", "animal", 0)
-    assert by_hexcode["1F401"].synonyms[0] == "mouse"
+    assert by_hexcode["1F401"][1:4] == ("rodent", "animal", 890)  # the mouse, an animal
+    # "boy" is a synonym of LVIS's person: the unmatched boy icon takes its kind as a suffix
+    assert by_hexcode["1F466"][1:4] == ("boy_person", "person", 0)
+    assert by_hexcode["1F466"].synonyms[0] == "boy"
     assert by_hexcode["1F987"].name == "bat_(animal)"
     assert by_hexcode["1F453"].name == "spectacles"  # glasses, not a drinking glass
     assert by_hexcode["1F1EB-1F1F7"][1:3] == ("france", "flag")
@@ -101,7 +102,8 @@ def test_left_out_icons(by_hexcode):
 def test_neutral_form():
     cps = ic._code_points
     assert ic._neutral_form(cps("1F3CB-FE0F-200D-2640-FE0F")) == (0x1F3CB,)
-    assert ic._neutral_form(cps("1F468-200D-1F466-200D-1F466")) == cps("1F9D1-200D-1F9D2-200D-1F9D2")
+    family = cps("1F9D1-200D-1F9D2-200D-1F9D2")  # adult, child, child
+    assert ic._neutral_form(cps("1F468-200D-1F466-200D-1F466")) == family
     assert ic._neutral_form(cps("1F469-200D-2764-FE0F-200D-1F48B-200D-1F468")) == (0x1F48F,)
     assert ic._neutral_form(cps("1F468")) == (0x1F468,)  # a single character is its own form
 
@@ -136,3 +138,29 @@ def test_kind_rule():
     assert ic._kind(cps("2764")) == "symbol"  # red heart
     assert ic._kind(cps("1F51F")) == "keycap"
     assert ic._kind(cps("24C2")) == "letter"  # circled M, an alphanumeric button
+
+
+def _row(lvis_id, name, hexcode, how="name"):
+    return {"lvis_id": lvis_id, "lvis_name": name, "frequency": "f", "hexcode": hexcode,
+            "emoji_name": "x", "how": how}
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([_row("12", "apple", "1F34F")], r":2: hexcode '1F34F' \(apple\) is no catalog icon"),
+        ([_row("12", "pear", "1F34E")], r":2: lvis_id '12' is not LVIS v1's 'pear'"),
+        ([_row("x", "apple", "1F34E")], r":2: lvis_id 'x' is not LVIS v1's 'apple'"),
+        ([_row("12", "apple", "1F34E", how="guess")], r":2: how 'guess' is not one of"),
+        (
+            [_row("12", "apple", "1F34E"), _row("776", "pear", "1F34E")],
+            r":3: hexcode 1F34E or lvis_id 776 matched twice",
+        ),
+    ],
+)
+def test_match_table_errors_name_row_and_value(monkeypatch, rows, message):
+    monkeypatch.setattr(ic, "lvis_matches", lambda: tuple(rows))
+    named = {"1F34E": ("red_apple", ())}
+    lvis = {12: {"name": "apple"}, 776: {"name": "pear"}}
+    with pytest.raises(ValueError, match=message):
+        ic._checked_matches(named, lvis)

@@ -12,7 +12,7 @@ Every icon is one class, except:
 
 * skin-tone variants (a hexcode containing U+1F3FB..U+1F3FF): the same drawing in another colour;
 * direction variants (``ZWJ RIGHTWARDS ARROW``, "... facing right"): the mirror image of their
-  base icon, which the generator's flips already draw;
+  base icon, a horizontal flip away;
 * gender and hair-colour variants of people and families (``ZWJ FEMALE/MALE SIGN``, MAN/WOMAN
   or BOY/GIRL in place of PERSON or CHILD in a ZWJ sequence) whose gender-neutral form is in the
   catalog: near-copies of that form. Emoji that are single characters of their own (man, woman,
@@ -453,17 +453,36 @@ def _named_icons() -> Dict[str, Tuple[str, Tuple[str, ...]]]:
 
 @functools.lru_cache(maxsize=None)
 def lvis_matches() -> Tuple[Dict[str, str], ...]:
-    """The rows of the match table ``openmoji_lvis_v1.tsv`` as dicts of its columns, checked."""
-    rows = []
+    """The rows of the match table ``openmoji_lvis_v1.tsv`` as dicts of its columns."""
     with open(MATCH_TABLE, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t")
         if reader.fieldnames != _MATCH_COLUMNS:
-            raise ValueError(f"{MATCH_TABLE}: columns {reader.fieldnames}, expected {_MATCH_COLUMNS}")
-        for line, row in enumerate(reader, start=2):
-            if row["how"] not in _MATCH_HOWS:
-                raise ValueError(f"{MATCH_TABLE}:{line}: how {row['how']!r} not in {_MATCH_HOWS}")
-            rows.append(row)
-    return tuple(rows)
+            raise ValueError(
+                f"{MATCH_TABLE}: columns {reader.fieldnames}, expected {_MATCH_COLUMNS}"
+            )
+        return tuple(reader)
+
+
+def _checked_matches(named, lvis) -> Dict[str, dict]:
+    """hexcode -> matched LVIS category, from the match table; refuses a row that names no
+    catalog icon or no LVIS v1 category, an icon or a class matched twice, an unknown ``how``."""
+    matched: Dict[str, dict] = {}
+    ids = set()
+    for line, row in enumerate(lvis_matches(), start=2):
+        where = f"{MATCH_TABLE}:{line}"
+        hexcode, name = row["hexcode"], row["lvis_name"]
+        if hexcode not in named:
+            raise ValueError(f"{where}: hexcode {hexcode!r} ({name}) is no catalog icon")
+        lvis_id = int(row["lvis_id"]) if row["lvis_id"].isdigit() else -1
+        if lvis_id not in lvis or lvis[lvis_id]["name"] != name:
+            raise ValueError(f"{where}: lvis_id {row['lvis_id']!r} is not LVIS v1's {name!r}")
+        if row["how"] not in _MATCH_HOWS:
+            raise ValueError(f"{where}: how {row['how']!r} is not one of {_MATCH_HOWS}")
+        if hexcode in matched or lvis_id in ids:
+            raise ValueError(f"{where}: hexcode {hexcode} or lvis_id {lvis_id} matched twice")
+        matched[hexcode] = lvis[lvis_id]
+        ids.add(lvis_id)
+    return matched
 
 
 @functools.lru_cache(maxsize=None)
@@ -472,17 +491,9 @@ def _icon_catalog() -> Tuple[Icon, ...]:
 
     lvis = {c["id"]: c for c in LVIS_CATEGORIES}
     named = _named_icons()
-    matched = {}
-    for row in lvis_matches():
-        hexcode, lvis_id = row["hexcode"], int(row["lvis_id"])
-        if hexcode not in named:
-            raise ValueError(f"{MATCH_TABLE}: hexcode {hexcode} ({row['lvis_name']}) is no catalog icon")
-        if lvis_id not in lvis or lvis[lvis_id]["name"] != row["lvis_name"]:
-            raise ValueError(f"{MATCH_TABLE}: lvis_id {lvis_id} is not LVIS v1's {row['lvis_name']!r}")
-        if hexcode in matched:
-            raise ValueError(f"{MATCH_TABLE}: hexcode {hexcode} matched twice")
-        matched[hexcode] = lvis[lvis_id]
-    # an unmatched icon's name never reads as an LVIS class: "mouse" (the animal) is "mouse_animal"
+    matched = _checked_matches(named, lvis)
+    # an unmatched icon's name never reads as an LVIS class: "boy" (a synonym of LVIS's person)
+    # is "boy_person"
     lvis_words = set()
     for c in LVIS_CATEGORIES:
         for word in [c["name"]] + list(c["synonyms"]):
