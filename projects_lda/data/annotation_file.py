@@ -140,9 +140,9 @@ def validate(data, json_file, annotations=None):
             f"{first_without}) and {with_mask} have one (e.g. id {first_with}): give every "
             "annotation a mask, or drop 'segmentation' from all of them to train boxes only "
             "(MODEL.MASK_ON False)")
-    warnings = [w for w in (tally.warning(json_file), kind.warning) if w]
     info = {"federated": kind.federated, "has_masks": bool(with_mask) if ann_ids else None,
-            "has_rle_masks": rle > 0, "warnings": warnings}
+            "has_rle_masks": rle > 0,
+            "warnings": [w for w in (tally.warning(json_file), kind.warning) if w]}
     return cats, info
 
 
