@@ -20,7 +20,9 @@ results (:mod:`projects_lda.evaluation.analysis`).
   computed as pycocotools computes the area of a mask (``mask.area`` of its RLE, polygons
   rasterised on the image's canvas); small / medium / large depend on it.
 """
+import json
 import logging
+import os
 from collections import defaultdict
 
 from ..data.frequency_groups import lvis_frequency
@@ -39,6 +41,10 @@ def evaluation_kind(images, json_file, forced=None):
     and its warning when it has one.
     """
     kind = annotation_kind(images, json_file, forced)
+    if kind.reason.startswith("no image carries") and os.path.isfile(json_file):
+        # hotcoco drops empty lists, which the warning is about: the file's own entries
+        with open(json_file) as f:
+            kind = annotation_kind(json.load(f)["images"], json_file)
     logger.info("%s is evaluated as %s: %s", json_file,
                 "federated (LVIS's rules)" if kind.federated else "exhaustive", kind.reason)
     if kind.warning:
