@@ -348,6 +348,8 @@ def _mutated(data, where, key, value):
 _DELETE = object()
 RLE_COMPRESSED = 1  # index of an annotation with compressed RLE in the crafted file
 RLE_UNCOMPRESSED = 2
+# the fuzz test's outcome (test_fuzzed_files_load_as_detectron2_or_are_refused)
+REFUSED, EQUAL, WARNED = 277, 39, 9
 
 
 def _refused(tmp_path, data):
@@ -438,3 +440,203 @@ def test_a_file_without_annotations_is_a_test_set_with_a_warning(tmp_path, caplo
     assert f"{path} has no annotations: '{name}' is evaluated as a test set, which gives no " \
         f"metrics; its detections are written to {tmp_path / 'out' / 'lvis_instances_results.json'}" \
         in caplog.text
+
+
+# ----------------------------------------------------------------------- fuzz
+def _fuzz_base():
+    """A small valid COCO file: 3 images, categories 8, 3, 1 listed out of order (1 without
+    objects), polygons, compressed and uncompressed RLE, a crowd region."""
+    h, w = 24, 32
+
+    def rect(x, y, bw, bh):
+        m = np.zeros((h, w), dtype=np.uint8)
+        m[y:y + bh, x:x + bw] = 1
+        return m
+
+    def unc(m):
+        flat = m.flatten(order="F")
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+        return {"size": [h, w], "counts": ([0] if flat[0] else []) + np.diff(bounds).tolist()}
+
+    def comp(m):
+        from pycocotools import mask as mask_util
+
+        return {"size": [h, w],
+                "counts": mask_util.encode(np.asfortranarray(m))["counts"].decode()}
+
+    anns = [
+        (1, 1, 8, [2, 3, 10, 8], [[2, 3, 12, 3, 12, 11, 2, 11]], 0),
+        (2, 1, 3, [14, 4, 12, 10], comp(rect(14, 4, 12, 10)), 0),
+        (3, 2, 3, [0, 0, 8, 6], unc(rect(0, 0, 8, 6)), 0),
+        (4, 2, 8, [10, 10, 20, 12], [[10, 10, 30, 10, 30, 22]], 0),
+        (5, 3, 8, [4, 4, 16, 16], unc(rect(4, 4, 16, 16)), 1),
+        (6, 3, 3, [20, 2, 6, 6], comp(rect(20, 2, 6, 6)), 0),
+    ]
+    annotations = [{"id": a, "image_id": i, "category_id": c, "bbox": b, "segmentation": s,
+                    "iscrowd": z} for a, i, c, b, s, z in anns]
+    annotations[0]["area"], annotations[1]["area"] = 80.0, 120  # the others have none
+    return {
+        "images": [{"id": i, "file_name": f"im{i}.jpg", "height": h, "width": w}
+                   for i in (3, 1, 2)],
+        "annotations": annotations,
+        "categories": [{"id": 8, "name": "mug"}, {"id": 3, "name": "pan"},
+                       {"id": 1, "name": "lid"}],
+    }
+
+
+_VALUES = [None, "7", "", 7.5, True, -1, 0, 2**40, float("nan"), float("inf"), [], {}, [1, 2],
+           "x" * 3]
+_FIELDS = {"images": ("id", "height", "width", "file_name"),
+           "annotations": ("id", "image_id", "category_id", "bbox", "segmentation", "iscrowd",
+                           "area"),
+           "categories": ("id", "name")}
+
+
+def _mutations(base, rng):
+    """(description, mutated file) pairs: types and values of every field, missing and extra
+    fields, box values and lengths, RLE sizes and counts, polygons, ids, LVIS's lists, order."""
+    def pick(data, where):
+        return data[where][int(rng.integers(len(data[where])))]
+
+    for where, fields in _FIELDS.items():
+        for key in fields:
+            for value in _VALUES:
+                data = copy.deepcopy(base)
+                pick(data, where)[key] = value
+                yield f"{where}.{key} = {value!r}", data
+            data = copy.deepcopy(base)
+            del next(e for e in data[where] if key in e)[key]
+            yield f"{where} without {key}", data
+        for extra, value in (("note", "x"), ("ignore", 1), ("ignore", 0), ("attributes", {})):
+            data = copy.deepcopy(base)
+            pick(data, where)[extra] = value
+            yield f"{where}.{extra} = {value!r} added", data
+    for k in range(4):
+        for value in (None, "3", -4, 1e9, float("nan"), 0, 0.5, -100):
+            data = copy.deepcopy(base)
+            pick(data, "annotations")["bbox"][k] = value
+            yield f"bbox[{k}] = {value!r}", data
+    for n in (0, 3, 5):
+        data = copy.deepcopy(base)
+        pick(data, "annotations")["bbox"] = [1.0] * n
+        yield f"bbox of {n} numbers", data
+    rles = [a for a in base["annotations"] if isinstance(a["segmentation"], dict)]
+    for k, ann in enumerate(rles):
+        for size in ([24, 33], [32, 24], [24], "24x32", [24.0, 32.0], None):
+            data = copy.deepcopy(base)
+            next(a for a in data["annotations"] if a["id"] == ann["id"])["segmentation"]["size"] \
+                = size
+            yield f"RLE of annotation {ann['id']}: size {size!r}", data
+        counts = ann["segmentation"]["counts"]
+        if isinstance(counts, list):
+            variants = [counts + [5], counts[:-1], [counts[0] + 1] + counts[1:],
+                        [-1] + counts[1:], [float(c) for c in counts], counts[:-1] + [None], []]
+        else:
+            variants = [counts[:-1], counts + "1", counts[:-1] + "\x7f", "", counts[::-1],
+                        counts.upper(), 12]
+        for v in variants:
+            data = copy.deepcopy(base)
+            next(a for a in data["annotations"] if a["id"] == ann["id"])["segmentation"]["counts"] \
+                = v
+            yield f"RLE of annotation {ann['id']}: counts {str(v)[:20]!r}", data
+    for poly in ([[1, 2, 3, 4]], [[1, 2, 3, 4, 5]], [[1, 2, 3, None, 5, 6]], [[]], [1, 2, 3, 4, 5, 6],
+                 [[1, 2, 3, 4, 5, 6], [1, 2]], [["1", 2, 3, 4, 5, 6]], [[1, 2, 3, 4, 5, 6]]):
+        data = copy.deepcopy(base)
+        data["annotations"][0]["segmentation"] = poly
+        yield f"polygon {poly!r}", data
+    for desc, change in (
+            ("duplicate image id", lambda d: d["images"][1].update(id=d["images"][0]["id"])),
+            ("duplicate annotation id", lambda d: d["annotations"][1].update(id=1)),
+            ("duplicate category id", lambda d: d["categories"][1].update(id=8)),
+            ("duplicate category name", lambda d: d["categories"][1].update(name="mug")),
+            ("unknown image_id", lambda d: d["annotations"][2].update(image_id=99)),
+            ("unknown category_id", lambda d: d["annotations"][2].update(category_id=2)),
+            ("unused category renumbered", lambda d: d["categories"][2].update(id=50)),
+            ("image renumbered", lambda d: [a.update(image_id=70) for a in d["annotations"]
+                                            if a["image_id"] == 2] and
+             d["images"][2].update(id=70)),
+            ("empty LVIS lists", lambda d: [i.update(neg_category_ids=[],
+                                                     not_exhaustive_category_ids=[])
+                                            for i in d["images"]]),
+            ("a negative of an unknown category", lambda d: d["images"][0].update(
+                neg_category_ids=[4])),
+            ("a negative named as a string", lambda d: d["images"][0].update(
+                neg_category_ids=["1"])),
+            ("not exhaustive not a list", lambda d: d["images"][0].update(
+                not_exhaustive_category_ids=3)),
+            ("no annotations", lambda d: d.update(annotations=[])),
+            ("no categories", lambda d: d.update(categories=[])),
+            ("images not a list", lambda d: d.update(images={})),
+            ("an annotation that is a list", lambda d: d["annotations"].append([1, 2])),
+            ("box past the image", lambda d: d["annotations"][0].update(bbox=[20, 18, 20, 10])),
+            ("box outside the image", lambda d: d["annotations"][0].update(bbox=[40, 2, 5, 5])),
+            ("empty box", lambda d: d["annotations"][3].update(bbox=[5, 5, 0, 3])),
+            ("images shuffled", lambda d: d["images"].reverse()),
+            ("annotations shuffled", lambda d: d["annotations"].reverse()),
+            ("categories shuffled", lambda d: d["categories"].reverse()),
+            ("no segmentation anywhere", lambda d: [a.pop("segmentation")
+                                                    for a in d["annotations"]]),
+    ):
+        data = copy.deepcopy(base)
+        change(data)
+        yield desc, data
+
+
+class _Warnings(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _strip_lvis(records):
+    return [{k: v for k, v in r.items()
+             if k not in ("neg_category_ids", "not_exhaustive_category_ids")} for r in records]
+
+
+def test_fuzzed_files_load_as_detectron2_or_are_refused(tmp_path):
+    """Each mutation of a small valid file either loads to detectron2's load_coco_json records
+    (and evaluates without an error) or is refused with an AnnotationFileError naming the file;
+    never an error from inside pycocotools, hotcoco or torch."""
+    from detectron2.data.datasets import load_coco_json
+
+    from projects_lda.evaluation.analysis import evaluate_results
+    from projects_lda.evaluation.ground_truth import load_ground_truth
+
+    base = _fuzz_base()
+    mutations = list(_mutations(base, np.random.default_rng(46)))
+    assert len(mutations) >= 200
+    handler = _Warnings()
+    logging.getLogger("projects_lda.data").addHandler(handler)
+    outcome = {"refused": 0, "equal": 0, "equal, with a warning": 0}
+    try:
+        for k, (desc, data) in enumerate(mutations):
+            path = tmp_path / f"m{k}.json"
+            path.write_text(json.dumps(data))
+            handler.messages.clear()
+            try:
+                ours = ds.load_lvis_format(str(path), str(tmp_path), check_images=False)
+            except AnnotationFileError as e:
+                assert str(path) in str(e), (desc, str(e))
+                outcome["refused"] += 1
+                continue
+            warned = bool(handler.messages)
+            with contextlib.redirect_stdout(io.StringIO()):
+                theirs = load_coco_json(str(path), str(tmp_path), f"fuzz_{k}")
+            assert _strip_lvis(ours) == theirs, desc
+            if data["annotations"]:  # hotcoco evaluates it: one detection per object
+                rows = [{"image_id": a["image_id"], "category_id": a["category_id"],
+                         "bbox": a["bbox"], "score": 0.5} for a in data["annotations"]]
+                try:
+                    gt, _ = load_ground_truth(str(path))
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        evaluate_results(gt, rows, "bbox")
+                except Exception as e:
+                    raise AssertionError(f"{desc}: {e!r}") from e
+            outcome["equal, with a warning" if warned else "equal"] += 1
+    finally:
+        logging.getLogger("projects_lda.data").removeHandler(handler)
+    print(f"{len(mutations)} mutations: {outcome}")
+    assert outcome == {"refused": REFUSED, "equal": EQUAL, "equal, with a warning": WARNED}

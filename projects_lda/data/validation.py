@@ -82,6 +82,9 @@ def check_image(img, json_file, cat_ids):
     if not _is_int(iid):
         raise AnnotationFileError(f"Image {iid!r} in {json_file}: id {iid!r} is a "
                                   f"{_type_name(iid)}, expected an integer")
+    if iid < 0:  # hotcoco reads ids as unsigned
+        raise AnnotationFileError(f"Image {iid} in {json_file}: id {iid} is negative, expected "
+                                  "an integer >= 0")
     for key in ("height", "width"):
         v = img[key]
         if not _is_int(v) or v < 1:
@@ -148,6 +151,9 @@ def check_annotation_ids(ann, json_file):
     if not _is_int(aid):
         raise AnnotationFileError(f"Annotation {aid!r} in {json_file}: id {aid!r} is a "
                                   f"{_type_name(aid)}, expected an integer")
+    if aid < 0:  # hotcoco reads ids as unsigned
+        raise AnnotationFileError(f"Annotation {aid} in {json_file}: id {aid} is negative, "
+                                  "expected an integer >= 0")
     for key in ("image_id", "category_id"):
         v = ann[key]
         if not _is_int(v):
@@ -198,7 +204,8 @@ def check_segmentation(ann, size, json_file):
     if isinstance(segm, dict):
         if "size" not in segm or "counts" not in segm:
             raise AnnotationFileError(f"{where}: its RLE segmentation lacks 'size' or 'counts'")
-        if not isinstance(segm["size"], list) or list(segm["size"]) != list(size):
+        if not isinstance(segm["size"], list) or list(segm["size"]) != list(size) or not all(
+                _is_int(v) for v in segm["size"]):
             raise AnnotationFileError(
                 f"{where}: segmentation.size {segm['size']!r} is not its image's [height, "
                 f"width] {list(size)} (image id {ann['image_id']})")
