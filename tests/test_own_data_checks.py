@@ -640,3 +640,79 @@ def test_fuzzed_files_load_as_detectron2_or_are_refused(tmp_path):
         logging.getLogger("projects_lda.data").removeHandler(handler)
     print(f"{len(mutations)} mutations: {outcome}")
     assert outcome == {"refused": REFUSED, "equal": EQUAL, "equal, with a warning": WARNED}
+
+
+# ----------------------------------------------------------------------- results files
+def test_results_files_are_checked_before_scoring(tmp_path):
+    from projects_lda.evaluation.report import main as eval_report
+
+    path = tmp_path / "val.json"
+    crafted_file(path)
+    rows = [r for r in _results_rows(crafted_detections())
+            if r["category_id"] != 55 and r["image_id"] != 1000]
+    order = sorted(c for c, _ in CATEGORIES)  # 7, 13, 42, 55, 99: the model's class k is the k-th
+
+    def report(rows):
+        results = tmp_path / "results.json"
+        results.write_text(json.dumps(rows))
+        with pytest.raises(ValueError) as e:
+            eval_report(["--gt", str(path), "--results", str(results), "--out",
+                         str(tmp_path / "r")])
+        return str(e.value).replace(str(results), "R").replace(str(path), "F")
+
+    contiguous = [dict(r, category_id=order.index(r["category_id"])) for r in rows]
+    assert report(contiguous) == (
+        "R: its category ids (0, 1, 2, 4) are contiguous (0..4 or 1..5) while those of F are "
+        "sparse (7, 13, 42, 55, 99): write the file's own category ids (the model's class k is "
+        "the k-th of them in id order, the dataset's thing_dataset_id_to_contiguous_id "
+        "inverted)")
+    assert report([dict(r, category_id=8) for r in rows[:3]]) == (
+        "R: 1 category ids are not categories of F (first: 8; the file's: 7, 13, 42, 55, 99)")
+    by_position = [dict(r, image_id=IMAGE_IDS.index(r["image_id"]) + 1) for r in rows]
+    assert report(by_position) == (
+        "R: 15 image ids are not images of F (first: 2, 3, 4, 5, 6 ...); image ids must be "
+        "the annotation "
+        "file's (tools/demo.py --annotations <file> takes them from it by file name)")
+    assert report([dict(rows[0], score=float("nan"))]) == \
+        "R: entry 0 has score nan, expected a finite number"
+
+
+def test_demo_takes_image_ids_from_the_annotation_file(tmp_path):
+    """Images named img_<id>.png, listed in another order: the results file's ids are the
+    annotation file's, by file name; an image the file does not list is named."""
+    import cv2
+
+    from projects_lda.data.class_names import ClassNames
+    from projects_lda.deploy.demo import image_ids_from_annotations, run_on_images
+    from detectron2.structures import Boxes, Instances
+
+    path = tmp_path / "val.json"
+    crafted_file(path)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    files = []
+    for iid in (1003, 1000, 1012):
+        f = folder / f"img_{iid}.png"
+        cv2.imwrite(str(f), np.zeros((H, W, 3), dtype=np.uint8))
+        files.append(str(f))
+
+    def predictor(image):
+        inst = Instances(image.shape[:2])
+        inst.pred_boxes = Boxes(torch.tensor([[1.0, 2.0, 11.0, 22.0]]))
+        inst.scores = torch.tensor([0.9])
+        inst.pred_classes = torch.tensor([1])
+        return {"instances": inst}
+
+    names = ClassNames([n for _, n in sorted(CATEGORIES)], sorted(c for c, _ in CATEGORIES))
+    out = tmp_path / "results.json"
+    run_on_images(predictor, files, class_names=names, metadata=None, json_file=str(out),
+                  progress=False, annotations=str(path))
+    rows = json.loads(out.read_text())
+    assert [(r["image_id"], r["category_id"]) for r in rows] == \
+        [(1003, 13), (1000, 13), (1012, 13)]
+    stray = folder / "holiday.png"
+    cv2.imwrite(str(stray), np.zeros((H, W, 3), dtype=np.uint8))
+    with pytest.raises(ValueError) as e:
+        image_ids_from_annotations(files + [str(stray)], str(path))
+    assert str(e.value) == f"--annotations: {path} does not list the image {stray} (images " \
+        "are matched by their file_name)"

@@ -15,6 +15,11 @@ def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _sorted(values):
+    """Numbers in order, then anything else by its repr."""
+    return sorted(values, key=lambda v: (0, v, "") if _is_number(v) else (1, 0, repr(v)))
+
+
 def _ids(values):
     return ", ".join(repr(v) for v in values[:_FIRST]) + (" ..." if len(values) > _FIRST else "")
 
@@ -31,6 +36,10 @@ def check_results(rows, image_ids, category_ids, gt_json, results):
         if not isinstance(r, dict) or not {"image_id", "category_id", "score"} <= set(r):
             raise ValueError(f"{results}: entry {i} ({r!r:.80}) is not a detection with "
                              "'image_id', 'category_id', 'score' and 'bbox' or 'segmentation'")
+        for key in ("image_id", "category_id"):
+            if not isinstance(r[key], int) or isinstance(r[key], bool):
+                raise ValueError(f"{results}: entry {i} has {key} {r[key]!r}, expected an "
+                                 "integer")
         if not _is_number(r["score"]):
             raise ValueError(f"{results}: entry {i} has score {r['score']!r}, expected a finite "
                              "number")
@@ -42,13 +51,13 @@ def check_results(rows, image_ids, category_ids, gt_json, results):
             raise ValueError(f"{results}: entry {i} has bbox {box!r}, expected 4 finite numbers "
                              "[x, y, width, height]")
     image_ids, category_ids = set(image_ids), set(category_ids)
-    unknown = sorted({r["image_id"] for r in rows} - image_ids, key=repr)
+    unknown = _sorted({r["image_id"] for r in rows} - image_ids)
     if unknown:
         raise ValueError(
             f"{results}: {len(unknown)} image ids are not images of {gt_json} (first: "
             f"{_ids(unknown)}); image ids must be the annotation file's (tools/demo.py "
             "--annotations <file> takes them from it by file name)")
-    found = sorted({r["category_id"] for r in rows}, key=repr)
+    found = _sorted({r["category_id"] for r in rows})
     unknown = [c for c in found if c not in category_ids]
     if unknown:
         n = len(category_ids)
