@@ -21,6 +21,11 @@ Images of the dataset that no process predicted count as images without detectio
 evaluates every image of the ground truth). The metrics are reported in percent under the keys
 of detectron2's ``LVISEvaluator``.
 
+That is the LVIS protocol. With ``protocol="coco"`` (an exhaustive file only) the evaluator
+keeps every detection as a results-file row instead and scores them at the end with
+pycocotools' COCOeval (:mod:`.coco_protocol`). Either way the file's categories can be checked
+against the model's first (``model_classes``, :func:`check_categories`).
+
 Asked for (``metrics``), AP-fixed and AP-pool (``large_vocab.py``) are computed beside them, from
 every detection of an image (no per-image cap): each image is matched on its own and each
 process keeps per category only the match records that can still be in the top K.
