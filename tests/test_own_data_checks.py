@@ -10,7 +10,6 @@ import copy
 import io
 import json
 import logging
-import math
 
 import numpy as np
 import pytest
@@ -330,6 +329,35 @@ def test_test_categories_are_checked_against_the_model(tmp_path):
     assert res["bbox"]["AP"] == pytest.approx(100.0)
 
 
+def test_build_evaluator_takes_the_model_classes_and_the_protocol_from_the_config(tmp_path):
+    from projects_lda.config import get_project_cfg
+    from projects_lda.evaluation import build_evaluator
+    from projects_lda.evaluation.build import model_classes
+
+    path = tmp_path / "val.json"
+    crafted_file(path)
+    name = _register(path)
+    cfg = get_project_cfg()
+    cfg.DATASETS.TRAIN = (name,)
+    names = model_classes(cfg)  # no checkpoint: the training set's
+    assert (names.dataset_ids, names.source) == \
+        ([7, 13, 42, 55, 99], f"the model (training set '{name}')")
+    weights = tmp_path / "model.pth"
+    torch.save({"model": {}, "class_names": {"thing_classes": ["plate", "fork", "mug"],
+                                             "dataset_ids": [7, 13, 42]}}, weights)
+    cfg.MODEL.WEIGHTS = str(weights)
+    assert model_classes(cfg).source == f"the model (checkpoint {weights})"
+    with pytest.raises(ValueError, match="category id 42 is 'cup' there but 'mug' in the model "
+                       r"\(checkpoint"):
+        build_evaluator(cfg, name, str(tmp_path / "out"))
+    cfg.MODEL.WEIGHTS = ""
+    cfg.TEST.LVIS_EVAL.PROTOCOL = "pascal"
+    with pytest.raises(ValueError, match=r"protocol 'pascal': choose one of \('lvis', 'coco'\)"):
+        build_evaluator(cfg, name, str(tmp_path / "out"))
+    cfg.TEST.LVIS_EVAL.PROTOCOL = "coco"
+    assert build_evaluator(cfg, name, str(tmp_path / "out"))._protocol == "coco"
+
+
 # ----------------------------------------------------------------------- malformed files
 def _good(tmp_path):
     return crafted_file(tmp_path / "good.json")
@@ -437,9 +465,10 @@ def test_a_file_without_annotations_is_a_test_set_with_a_warning(tmp_path, caplo
         _, res = _evaluate(name, crafted_detections(), tasks=("bbox",),
                            output_dir=str(tmp_path / "out"))
     assert res == {}
+    written = tmp_path / "out" / "lvis_instances_results.json"
     assert f"{path} has no annotations: '{name}' is evaluated as a test set, which gives no " \
-        f"metrics; its detections are written to {tmp_path / 'out' / 'lvis_instances_results.json'}" \
-        in caplog.text
+        f"metrics; its detections are written to {written}" in caplog.text
+    assert written.exists()
 
 
 # ----------------------------------------------------------------------- fuzz
@@ -539,8 +568,9 @@ def _mutations(base, rng):
             next(a for a in data["annotations"] if a["id"] == ann["id"])["segmentation"]["counts"] \
                 = v
             yield f"RLE of annotation {ann['id']}: counts {str(v)[:20]!r}", data
-    for poly in ([[1, 2, 3, 4]], [[1, 2, 3, 4, 5]], [[1, 2, 3, None, 5, 6]], [[]], [1, 2, 3, 4, 5, 6],
-                 [[1, 2, 3, 4, 5, 6], [1, 2]], [["1", 2, 3, 4, 5, 6]], [[1, 2, 3, 4, 5, 6]]):
+    for poly in ([[1, 2, 3, 4]], [[1, 2, 3, 4, 5]], [[1, 2, 3, None, 5, 6]], [[]],
+                 [1, 2, 3, 4, 5, 6], [[1, 2, 3, 4, 5, 6], [1, 2]], [["1", 2, 3, 4, 5, 6]],
+                 [[1, 2, 3, 4, 5, 6]]):
         data = copy.deepcopy(base)
         data["annotations"][0]["segmentation"] = poly
         yield f"polygon {poly!r}", data
@@ -681,10 +711,10 @@ def test_demo_takes_image_ids_from_the_annotation_file(tmp_path):
     """Images named img_<id>.png, listed in another order: the results file's ids are the
     annotation file's, by file name; an image the file does not list is named."""
     import cv2
+    from detectron2.structures import Boxes, Instances
 
     from projects_lda.data.class_names import ClassNames
     from projects_lda.deploy.demo import image_ids_from_annotations, run_on_images
-    from detectron2.structures import Boxes, Instances
 
     path = tmp_path / "val.json"
     crafted_file(path)

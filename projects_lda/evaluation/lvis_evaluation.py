@@ -51,8 +51,7 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
 from . import large_vocab
-from .coco_protocol import (COCO_METRICS, check_exhaustive, coco_ground_truth, coco_metrics,
-                            protocol_line)
+from .coco_protocol import check_exhaustive, coco_ground_truth, coco_metrics, protocol_line
 from .ground_truth import categories_with_frequency, evaluated_image, evaluation_kind, with_area
 
 __all__ = ["HotcocoLVISEvaluator", "LVIS_METRICS", "METRICS", "select_detections",
