@@ -37,6 +37,9 @@ def get_parser():
         help="images: a folder (or a file name for one image); video: a file or a folder",
     )
     parser.add_argument("--json", metavar="FILE", help="write the predictions (results format)")
+    parser.add_argument("--annotations", metavar="FILE", help="with --json: the COCO / LVIS "
+                        "annotation file the results are scored against; the image ids are its "
+                        "own, matched by file name")
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="smallest score kept (MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,7 +55,8 @@ def main(argv=None):
     try:
         cfg = inference_config(args.config_file, args.opts, args.confidence_threshold)
         summary = demo(cfg, inputs=args.input, video=args.video_input, webcam=args.webcam,
-                       output=args.output, json_file=args.json, progress=not args.no_progress)
+                       output=args.output, json_file=args.json, progress=not args.no_progress,
+                       annotations=args.annotations)
     except (FileNotFoundError, ValueError) as e:  # a config error (KeyError) keeps its traceback
         sys.exit(f"error: {e}")
     rate = summary.images / summary.seconds if summary.seconds > 0 else float("nan")

@@ -58,6 +58,7 @@ def demo(
     output: Optional[str] = None,
     json_file: Optional[str] = None,
     progress: bool = True,
+    annotations: Optional[str] = None,
 ) -> DemoSummary:
     """Runs the model of ``cfg`` on image files / folders / globs, a video file or the webcam
     (exactly one), as ``tools/demo.py`` describes."""
@@ -68,7 +69,7 @@ def demo(
     common = dict(class_names=predictor.class_names, metadata=predictor.metadata,
                   json_file=json_file, progress=progress)
     if files is not None:
-        return run_on_images(predictor, files, output=output, **common)
+        return run_on_images(predictor, files, output=output, annotations=annotations, **common)
     if video:
         if output and os.path.isdir(output):
             output = os.path.join(output, os.path.splitext(os.path.basename(video))[0] + ".mp4")
