@@ -142,6 +142,9 @@ def test_sparse_category_ids_map_to_contiguous_ones(tmp_path, source, data, new_
         c["id"] = sparse[c["id"]]
     for ann in data["annotations"]:
         ann["category_id"] = sparse[ann["category_id"]]
+    for img in data["images"]:  # LVIS's lists name the file's ids too
+        for key in ("neg_category_ids", "not_exhaustive_category_ids"):
+            img[key] = [sparse[c] for c in img.get(key, ())]
     data["categories"].reverse()  # any order in the file
     name = new_name()
     ds.register_lvis_format(name, _write(tmp_path, data), source["root"])

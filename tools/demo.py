@@ -43,6 +43,9 @@ def get_parser():
     )
     parser.add_argument("--num-images", type=int, default=8, help="images of --dataset drawn")
     parser.add_argument("--json", metavar="FILE", help="write the predictions (results format)")
+    parser.add_argument("--annotations", metavar="FILE", help="with --json: the COCO / LVIS "
+                        "annotation file the results are scored against; the image ids are its "
+                        "own, matched by file name")
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="smallest score kept (MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,7 +62,8 @@ def main(argv=None):
         cfg = inference_config(args.config_file, args.opts, args.confidence_threshold)
         summary = demo(cfg, inputs=args.input, dataset=args.dataset, num_images=args.num_images,
                        video=args.video_input, webcam=args.webcam,
-                       output=args.output, json_file=args.json, progress=not args.no_progress)
+                       output=args.output, json_file=args.json, progress=not args.no_progress,
+                       annotations=args.annotations)
     except (FileNotFoundError, ValueError) as e:  # a config error (KeyError) keeps its traceback
         sys.exit(f"error: {e}")
     rate = summary.images / summary.seconds if summary.seconds > 0 else float("nan")

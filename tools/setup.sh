@@ -86,7 +86,7 @@ case "$d2_state" in
 esac
 
 log "projects_lda (editable) with fvcore, lvis, pycocotools, opencv-python, test tools, onnx"
-"${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[dev,export]"
+"${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT[dev,export,icons]"
 
 log "lvis: numpy compatibility"
 lvis_dir=$("$PY" -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('lvis').origin))")

@@ -96,6 +96,26 @@ VARIANTS = {
             "fedloss": [("num_classes50", []),
                         ("num_classes12", ["MODEL.PEERS.FED_LOSS.NUM_CLASSES", "12"])],
         }),
+    # the icon world (docs/icon_world.md): LVIS's vocabulary, image counts and real object
+    # appearance; the knobs that scale with the dataset take LVIS's values scaled to it, as above
+    "icons_small": Variant(
+        "lvis_icons_small", 100, "configs/IconsSmall", "iconssmall", grids={
+            # LVIS's t = 0.001 is 100 of its training images: 100 of 1,500 here; and 3x it
+            "baseline": [("rfs_t0.067", []),
+                         ("rfs_t0.2", ["DATALOADER.REPEAT_THRESHOLD", "0.2"])],
+            # |S| = 50 as on LVIS (half the classes here), or LVIS's share: 50 / 1,203 of 100 = 4
+            "fedloss": [("num_classes50", []),
+                        ("num_classes4", ["MODEL.PEERS.FED_LOSS.NUM_CLASSES", "4"])],
+        }),
+    "icons_1203": Variant(
+        "lvis_icons_1203", 1203, "configs/Icons1203", "icons1203", grids={
+            # 100 of the 6,000 training images; and 3x it
+            "baseline": [("rfs_t0.0167", []),
+                         ("rfs_t0.05", ["DATALOADER.REPEAT_THRESHOLD", "0.05"])],
+            # |S| = 50 as on LVIS (its share of 1,203 classes), or twice it
+            "fedloss": [("num_classes50", []),
+                        ("num_classes100", ["MODEL.PEERS.FED_LOSS.NUM_CLASSES", "100"])],
+        }),
 }
 
 

@@ -12,19 +12,23 @@ Accepted (see docs/own_data.md):
 * ``images``: ``id``, ``height``, ``width`` and ``file_name`` (relative to the image root, as
   COCO and detectron2 have it) or ``coco_url`` (LVIS: ``image_root/<split folder>/<file>``);
   ``file_name`` wins when both are given. LVIS's ``neg_category_ids`` /
-  ``not_exhaustive_category_ids`` are optional: a file with them on any image is *federated*
-  (evaluated as LVIS is), a file without them *exhaustive* (a detection of a class absent from
-  an image is a false positive, as in COCO).
+  ``not_exhaustive_category_ids`` are optional: a file where an image lists a verified-negative
+  category is *federated* (evaluated as LVIS is), any other file *exhaustive* (a detection of a
+  class absent from an image is a false positive, as in COCO): the rule of
+  :func:`projects_lda.data.validation.annotation_kind`.
 * ``annotations``: ``id``, ``image_id``, ``category_id``, ``bbox`` (XYWH); ``segmentation`` as
   polygons, compressed RLE or uncompressed RLE (its ``size`` must be the image's ``[height,
   width]``), or absent on every annotation (a box-only file); ``iscrowd`` 0 or 1 (crowd regions
   are kept as detectron2 keeps them: not training targets, ignored regions in evaluation).
 
-Refused with an error naming the file, the id and the field: unknown keys are ignored, but
-missing required keys, duplicate image / annotation / category ids, duplicate category names,
-non-positive category ids, annotations of an unlisted category or image, invalid polygons, RLE
-of another size than its image, an ``iscrowd`` other than 0/1, and files where some
-annotations have a segmentation and others not.
+Refused with an error (:class:`AnnotationFileError`) naming the file, the id, the field and
+the value: unknown keys are ignored, but missing required keys, duplicate image / annotation /
+category ids, duplicate category names, non-positive category ids, annotations of an unlisted
+category or image, files where some annotations have a segmentation and others not, and the
+values :mod:`projects_lda.data.validation` checks (ids that are not integers, sizes that are not
+positive integers, boxes that are not 4 finite numbers or lie outside their image, invalid
+polygons, RLE of another size than its image or whose runs do not cover it, unknown categories
+in LVIS's lists, an ``iscrowd`` other than 0/1).
 """
 import os
 from collections import defaultdict
@@ -33,18 +37,17 @@ import numpy as np
 
 from detectron2.structures import BoxMode
 
+from . import validation
 from .frequency_groups import lvis_frequency
+from .validation import FEDERATED_KEYS, AnnotationFileError
 
-__all__ = ["validate", "records", "class_metadata", "FEDERATED_KEYS"]
-
-# image fields of LVIS's federated annotation; their presence makes a file federated
-FEDERATED_KEYS = ("neg_category_ids", "not_exhaustive_category_ids")
+__all__ = ["validate", "records", "class_metadata", "FEDERATED_KEYS", "AnnotationFileError"]
 
 
 def _require(entry, keys, what, json_file):
     missing = [k for k in keys if k not in entry]
     if missing:
-        raise ValueError(f"{what} in {json_file} lacks the key(s) {missing}")
+        raise AnnotationFileError(f"{what} in {json_file} lacks the key(s) {missing}")
 
 
 def _check_categories(data, json_file):
@@ -53,104 +56,93 @@ def _check_categories(data, json_file):
         _require(cat, ("id", "name"), f"Category {cat.get('id', cat)}", json_file)
         cid = cat["id"]
         if not isinstance(cid, int) or isinstance(cid, bool) or cid < 1:
-            raise ValueError(f"Category {cat['name']!r} in {json_file} has id {cid!r}: category "
-                             "ids must be positive integers")
+            raise AnnotationFileError(f"Category {cat['name']!r} in {json_file} has id {cid!r}: "
+                                      "category ids must be positive integers")
+        if not isinstance(cat["name"], str) or not cat["name"]:
+            raise AnnotationFileError(f"Category id {cid} in {json_file}: name {cat['name']!r} "
+                                      "is not a non-empty string")
     cats = sorted(cats, key=lambda c: c["id"])
     seen_ids, seen_names = set(), {}
     for cat in cats:
         if cat["id"] in seen_ids:
-            raise ValueError(f"Category id {cat['id']} appears twice in {json_file}")
+            raise AnnotationFileError(f"Category id {cat['id']} appears twice in {json_file}")
         seen_ids.add(cat["id"])
         if cat["name"] in seen_names:
-            raise ValueError(f"Categories {seen_names[cat['name']]} and {cat['id']} in {json_file} "
-                             f"have the same name {cat['name']!r}: names must be distinct")
+            raise AnnotationFileError(
+                f"Categories {seen_names[cat['name']]} and {cat['id']} in {json_file} have the "
+                f"same name {cat['name']!r}: names must be distinct")
         seen_names[cat["name"]] = cat["id"]
     if not cats:
-        raise ValueError(f"{json_file} lists no categories")
+        raise AnnotationFileError(f"{json_file} lists no categories")
     return cats
 
 
-def _check_segmentation(ann, size, json_file):
-    """True when ``ann`` has an RLE mask; raises on a malformed one (polygons or RLE)."""
-    segm = ann["segmentation"]
-    if isinstance(segm, dict):
-        if "size" not in segm or "counts" not in segm:
-            raise ValueError(f"Annotation id {ann['id']} in {json_file}: its RLE segmentation "
-                             "lacks 'size' or 'counts'")
-        if list(segm["size"]) != list(size):
-            raise ValueError(
-                f"Annotation id {ann['id']} in {json_file}: segmentation.size {segm['size']} is "
-                f"not its image's [height, width] {list(size)} (image id {ann['image_id']})")
-        return True
-    if not isinstance(segm, list) or any(
-            not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in segm):
-        raise ValueError(
-            f"Annotation id {ann['id']} in {json_file} has an invalid segmentation: expected "
-            "a non-empty list of polygons [x1, y1, x2, y2, ...] with at least 3 points, or an "
-            "RLE {'size': [h, w], 'counts': ...}")
-    return False
-
-
-def validate(data, json_file):
+def validate(data, json_file, annotations=None):
     """
-    Check a parsed COCO- or LVIS-format file (see the module docstring). Returns ``(categories
-    sorted by id, info)`` with ``info``: ``federated`` (an image has LVIS's federated fields),
-    ``has_masks`` (True, False for a box-only file, None without annotations) and
-    ``has_rle_masks``.
+    Check a parsed COCO- or LVIS-format file (see the module docstring and
+    :mod:`projects_lda.data.validation`). Returns ``(categories sorted by id, info)`` with
+    ``info``: ``federated`` (:func:`~projects_lda.data.validation.annotation_kind`, with
+    ``annotations`` the registration's forced kind), ``has_masks`` (True, False for a box-only
+    file, None without annotations), ``has_rle_masks`` and ``warnings`` (what the loader logs:
+    the inputs kept with a defined behaviour, counted, and the exhaustive / federated warning).
     """
     if not isinstance(data, dict):
-        raise ValueError(f"{json_file} does not hold a JSON object (got {type(data).__name__})")
+        raise AnnotationFileError(f"{json_file} does not hold a JSON object (got "
+                                  f"{type(data).__name__})")
     _require(data, ("images", "annotations", "categories"), "The top-level object", json_file)
+    validation.check_top_level(data, json_file)
     cats = _check_categories(data, json_file)
     cat_ids = {c["id"] for c in cats}
-    sizes, federated = {}, False
+    sizes = {}
     for img in data["images"]:
-        what = f"Image {img.get('id')}"
+        what = f"Image {img.get('id')!r}"
         _require(img, ("id", "height", "width"), what, json_file)
         if "file_name" not in img and "coco_url" not in img:
-            raise ValueError(f"{what} in {json_file} has neither 'file_name' (relative to the "
-                             "image root) nor 'coco_url' (LVIS)")
+            raise AnnotationFileError(f"{what} in {json_file} has neither 'file_name' (relative "
+                                      "to the image root) nor 'coco_url' (LVIS)")
+        validation.check_image(img, json_file, cat_ids)
         if img["id"] in sizes:
-            raise ValueError(f"Image id {img['id']} appears twice in {json_file}")
+            raise AnnotationFileError(f"Image id {img['id']} appears twice in {json_file}")
         sizes[img["id"]] = (img["height"], img["width"])
-        federated = federated or any(k in img for k in FEDERATED_KEYS)
+    kind = validation.annotation_kind(data["images"], json_file, annotations)
     ann_ids = set()
     with_mask = without_mask = rle = 0
     first_without = first_with = None
+    tally = validation.Tally()
     for ann in data["annotations"]:
-        _require(ann, ("id", "image_id", "category_id", "bbox"), f"Annotation {ann.get('id')}",
-                 json_file)
+        _require(ann, ("id", "image_id", "category_id", "bbox"),
+                 f"Annotation {ann.get('id')!r}", json_file)
+        validation.check_annotation_ids(ann, json_file)
         if ann["id"] in ann_ids:
-            raise ValueError(f"Annotation id {ann['id']} appears twice in {json_file}")
+            raise AnnotationFileError(f"Annotation id {ann['id']} appears twice in {json_file}")
         ann_ids.add(ann["id"])
         if ann["category_id"] not in cat_ids:
-            raise ValueError(
-                f"Annotation id {ann['id']} in {json_file} has category_id {ann['category_id']}, "
-                f"which is not among the categories (ids {min(cat_ids)}..{max(cat_ids)}, "
-                f"{len(cat_ids)} of them)")
+            raise AnnotationFileError(
+                f"Annotation id {ann['id']} in {json_file} has category_id "
+                f"{ann['category_id']!r}, which is not among the categories (ids "
+                f"{min(cat_ids)}..{max(cat_ids)}, {len(cat_ids)} of them)")
         size = sizes.get(ann["image_id"])
         if size is None:
-            raise ValueError(
-                f"Annotation id {ann['id']} in {json_file} has image_id {ann['image_id']}, "
+            raise AnnotationFileError(
+                f"Annotation id {ann['id']} in {json_file} has image_id {ann['image_id']!r}, "
                 f"which is not among the images")
-        if ann.get("iscrowd", 0) not in (0, 1):
-            raise ValueError(f"Annotation id {ann['id']} in {json_file} has iscrowd "
-                             f"{ann['iscrowd']!r}: expected 0 or 1")
+        validation.check_annotation(ann, size, json_file, tally)
         if ann.get("segmentation"):
-            rle += _check_segmentation(ann, size, json_file)
+            rle += validation.check_segmentation(ann, size, json_file)
             with_mask += 1
             first_with = ann["id"] if first_with is None else first_with
         else:
             without_mask += 1
             first_without = ann["id"] if first_without is None else first_without
     if with_mask and without_mask:
-        raise ValueError(
+        raise AnnotationFileError(
             f"{json_file}: {without_mask} annotations have no segmentation (e.g. annotation id "
             f"{first_without}) and {with_mask} have one (e.g. id {first_with}): give every "
             "annotation a mask, or drop 'segmentation' from all of them to train boxes only "
             "(MODEL.MASK_ON False)")
-    info = {"federated": federated, "has_masks": bool(with_mask) if ann_ids else None,
-            "has_rle_masks": rle > 0}
+    info = {"federated": kind.federated, "has_masks": bool(with_mask) if ann_ids else None,
+            "has_rle_masks": rle > 0,
+            "warnings": [w for w in (tally.warning(json_file), kind.warning) if w]}
     return cats, info
 
 
@@ -221,15 +213,16 @@ def class_lists(dicts):
     return cats, counts, crowd
 
 
-def class_metadata(data, json_file, info=None):
+def class_metadata(data, json_file, info=None, annotations=None):
     """
-    Per-class metadata of a parsed file (validated here unless ``info``, :func:`validate`'s,
-    is given): ``thing_classes``, ``thing_dataset_id_to_contiguous_id``, ``class_image_count``
-    (detectron2's format ``[{"id", "image_count"}]``), ``class_instance_count``,
-    ``class_frequency``, and the file's ``federated`` / ``has_masks`` / ``has_rle_masks``.
-    Counts the categories lack are computed from the file's non-crowd annotations.
+    Per-class metadata of a parsed file (validated here, with ``annotations`` the forced kind,
+    unless ``info``, :func:`validate`'s, is given): ``thing_classes``,
+    ``thing_dataset_id_to_contiguous_id``, ``class_image_count`` (detectron2's format
+    ``[{"id", "image_count"}]``), ``class_instance_count``, ``class_frequency``, and the file's
+    ``federated`` / ``has_masks`` / ``has_rle_masks`` / ``warnings``. Counts the categories lack
+    are computed from the file's non-crowd annotations.
     """
-    cats, file_info = validate(data, json_file) if info is None else info
+    cats, file_info = validate(data, json_file, annotations) if info is None else info
     images, instances = defaultdict(set), defaultdict(int)
     if any("image_count" not in c or "instance_count" not in c for c in cats):
         for ann in data["annotations"]:

@@ -39,7 +39,9 @@ Metadata (``MetadataCatalog.get(name)``) of these datasets:
 * ``thing_classes``: category names, indexed by contiguous id (categories in id order);
 * ``thing_dataset_id_to_contiguous_id``: the file's category id -> contiguous id (detectron2's
   key; evaluation and written results use the file's ids);
-* ``federated`` (the file has LVIS's negative / not-exhaustive lists, or was registered so),
+* ``federated`` (an image of the file lists a verified-negative category, or the dataset was
+  registered so: :func:`projects_lda.data.validation.annotation_kind`), ``annotation_kind``
+  (the kind forced at registration, or None),
   ``has_masks`` (False for a box-only file) and ``has_rle_masks``;
 * ``class_image_count``: in detectron2's own format (that of its LVIS metadata, read by its
   federated loss), ``[{"id": category_id, "image_count": n}, ...]``, one entry per category in
@@ -249,9 +251,9 @@ def _load(json_file, image_root, dataset_name, check_images, metadata_keys, *, a
     """:func:`load_lvis_format` setting only ``metadata_keys`` of the per-class metadata."""
     stamp = _file_stamp(json_file) if os.path.isfile(json_file) else None
     data = _read_json(json_file)
-    meta = annotation_file.class_metadata(data, json_file)
-    if annotations is not None:
-        meta["federated"] = annotations == "federated"
+    meta = annotation_file.class_metadata(data, json_file, annotations=annotations)
+    for warning in meta["warnings"]:
+        logger.warning(warning)
     dicts = annotation_file.records(data, image_root, meta["thing_dataset_id_to_contiguous_id"],
                                     meta["federated"], path_from)
     del data
@@ -274,10 +276,8 @@ def _load(json_file, image_root, dataset_name, check_images, metadata_keys, *, a
 
 
 def _file_metadata(json_file, annotations):
-    meta = class_metadata(_read_json(json_file), json_file)
-    if annotations is not None:
-        meta["federated"] = annotations == "federated"
-    return meta
+    return annotation_file.class_metadata(_read_json(json_file), json_file,
+                                          annotations=annotations)
 
 
 def _check_reregistration(name, spec):
@@ -310,7 +310,8 @@ def register_lvis_format(name, json_file, image_root, *, check_images=True, anno
                                        annotations=annotations)
     )
     _lazy_metadata(name, CLASS_KEYS, lambda: _file_metadata(json_file, annotations))
-    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="lvis")
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="lvis",
+                                  annotation_kind=annotations)
     _REGISTERED[name] = spec
 
 

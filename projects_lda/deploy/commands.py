@@ -69,6 +69,7 @@ def demo(
     output: Optional[str] = None,
     json_file: Optional[str] = None,
     progress: bool = True,
+    annotations: Optional[str] = None,
 ) -> DemoSummary:
     """Runs the model of ``cfg`` on image files / folders / globs, the first ``num_images``
     images of a registered ``dataset`` (drawn with its class names), a video file or the webcam
@@ -84,7 +85,7 @@ def demo(
     common = dict(class_names=predictor.class_names, metadata=metadata,
                   json_file=json_file, progress=progress)
     if files is not None:
-        return run_on_images(predictor, files, output=output, **common)
+        return run_on_images(predictor, files, output=output, annotations=annotations, **common)
     if video:
         if output and os.path.isdir(output):
             output = os.path.join(output, os.path.splitext(os.path.basename(video))[0] + ".mp4")

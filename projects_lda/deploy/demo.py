@@ -25,6 +25,7 @@ __all__ = [
     "DemoSummary",
     "draw_predictions",
     "expand_inputs",
+    "image_ids_from_annotations",
     "image_output_paths",
     "open_video",
     "run_on_images",
@@ -99,6 +100,35 @@ def _progress(total: Optional[int], unit: str, enabled: bool):
     return tqdm.tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True)
 
 
+def image_ids_from_annotations(files: Sequence[str], annotation_file: str) -> List[int]:
+    """
+    The ``image_id`` of each input file in a COCO- or LVIS-format annotation file, matched by
+    file name: the image whose ``file_name`` (else the last part of its ``coco_url``) is the
+    end of the file's path, so that a results file scores against that annotation file
+    whatever the images are called. Raises ``ValueError`` naming the first file the annotation
+    file does not list, or lists twice.
+    """
+    import json
+
+    with open(annotation_file) as f:
+        images = json.load(f).get("images", [])
+    by_name = {}
+    for img in images:
+        name = img.get("file_name") or str(img.get("coco_url", "")).split("/")[-1]
+        by_name.setdefault(os.path.basename(name), []).append((name, img["id"]))
+    ids = []
+    for path in files:
+        norm = path.replace(os.sep, "/")
+        found = [(n, i) for n, i in by_name.get(os.path.basename(path), [])
+                 if norm == n or norm.endswith("/" + n.lstrip("/"))]
+        if len(found) != 1:
+            what = "does not list" if not found else f"lists {len(found)} times"
+            raise ValueError(f"--annotations: {annotation_file} {what} the image {path} (images "
+                             "are matched by their file_name)")
+        ids.append(found[0][1])
+    return ids
+
+
 def run_on_images(
     predictor: Callable,
     files: Sequence[str],
@@ -108,19 +138,22 @@ def run_on_images(
     output: Optional[str] = None,
     json_file: Optional[str] = None,
     progress: bool = True,
+    annotations: Optional[str] = None,
 ) -> DemoSummary:
     """
     Predicts each image file with ``predictor`` (a BGR image in, ``{"instances": ...}`` out),
     writes its drawing under ``output`` (:func:`image_output_paths`; none when None) and, with
-    ``json_file``, all predictions as a results file (:mod:`.results`; image ids from
-    :func:`~projects_lda.deploy.results.image_ids_for_files`). An image that cannot be read is
-    skipped with a warning naming it. The results file is written even when the loop stops on an
-    error, with the images done.
+    ``json_file``, all predictions as a results file (:mod:`.results`). Image ids: those of the
+    annotation file ``annotations``, matched by file name (:func:`image_ids_from_annotations`),
+    else :func:`~projects_lda.deploy.results.image_ids_for_files`'. An image that cannot be read
+    is skipped with a warning naming it. The results file is written even when the loop stops
+    on an error, with the images done.
     """
+    image_ids = image_ids_from_annotations(files, annotations) if annotations else \
+        image_ids_for_files(files)
     outputs = image_output_paths(files, output) if output else [None] * len(files)
     for folder in {os.path.dirname(os.path.abspath(o)) for o in outputs if o}:
         os.makedirs(folder, exist_ok=True)
-    image_ids = image_ids_for_files(files)
     results, written, skipped, detections = [], [], [], 0
     bar = _progress(len(files), "img", progress)
     start = time.perf_counter()

@@ -19,7 +19,8 @@ TIDE_ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 def evaluate_results(gt_json, results_json, iou_type="bbox", max_dets=300):
     """
     (gt, COCOeval): the LVIS evaluation of a results JSON (a path or a list of dicts), with
-    lvis-api's rules and per-image cap, evaluated, accumulated and summarized. ``gt_json``: a
+    lvis-api's rules and per-image cap (detections of area 0 left out), evaluated, accumulated
+    and summarized. ``gt_json``: a
     hotcoco.COCO prepared by :func:`projects_lda.evaluation.ground_truth.load_ground_truth`, or
     a file path, prepared here (an exhaustive file counts detections of absent classes).
     """
@@ -36,15 +37,27 @@ def evaluate_results(gt_json, results_json, iou_type="bbox", max_dets=300):
         with open(results_json) as f:
             rows = json.load(f)
     if iou_type == "segm":  # the mask area, not the box's, decides small / medium / large
+        from pycocotools import mask as mask_util
+
         rows = [{k: v for k, v in r.items() if k != "bbox"} for r in rows]
+        # one by one: pycocotools' area of a list counts it in a uint8
+        areas = [mask_util.area(_rle(r["segmentation"])) for r in rows]
     else:
         rows = [{k: v for k, v in r.items() if k != "segmentation"} for r in rows]
+        areas = [r["bbox"][2] * r["bbox"][3] for r in rows]
+    # detections of area 0 are left out, as lvis-api's LVISEval reads them (and the evaluator)
+    rows = [r for r, a in zip(rows, areas) if a > 0]
     dt = hotcoco.LVISResults(gt, rows, max_dets=max_dets)
     ev = hotcoco.COCOeval(gt, dt, iou_type, lvis_style=True)
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
     return gt, ev
+
+
+def _rle(segm):
+    counts = segm["counts"]
+    return {"size": segm["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
 
 
 def per_class_ap(gt, ev):

@@ -1,12 +1,45 @@
+import logging
 import os
 
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator
 
+from .coco_protocol import check_protocol
 from .ground_truth import training_frequencies
 from .lvis_evaluation import HotcocoLVISEvaluator
 
 BACKENDS = ("hotcoco", "lvis-api")
+
+logger = logging.getLogger(__name__)
+
+
+def model_classes(cfg):
+    """
+    The classes of the model evaluated (a ``ClassNames`` with a ``source``): those of the
+    checkpoint ``MODEL.WEIGHTS`` when it holds them (training saves them), else those of the
+    training set ``DATASETS.TRAIN[0]``, else None (the evaluated file's categories are then
+    taken as the model's, in id order).
+    """
+    from ..data.class_names import CHECKPOINT_KEY, ClassNames, training_class_names
+
+    weights = cfg.MODEL.WEIGHTS
+    if weights.endswith((".pth", ".pyth")) and os.path.isfile(weights):
+        import torch
+
+        try:  # mmap: the tensors are not read
+            stored = torch.load(weights, map_location="cpu", weights_only=True,
+                                mmap=True).get(CHECKPOINT_KEY)
+        except Exception as e:  # the checkpointer has loaded it already, or named the problem
+            logger.warning("Could not read the class names of %s (%s)", weights, e)
+            stored = None
+        if stored is not None:
+            names = ClassNames.from_state(stored, where=weights)
+            names.source = f"the model (checkpoint {weights})"
+            return names
+    names = training_class_names(cfg)
+    if names is not None:
+        names.source = f"the model (training set {cfg.DATASETS.TRAIN[0]!r})"
+    return names
 
 
 def build_evaluator(cfg, dataset_name, output_folder=None):
@@ -22,6 +55,8 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
     if evaluator_type == "lvis":
         backend, metrics = cfg.TEST.LVIS_EVAL.BACKEND, tuple(cfg.TEST.LVIS_EVAL.METRICS)
         train = cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else None
+        protocol = cfg.TEST.LVIS_EVAL.PROTOCOL
+        check_protocol(protocol)
         if backend == "hotcoco":
             return HotcocoLVISEvaluator(
                 dataset_name,
@@ -36,7 +71,12 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
                 frequency=lambda: training_frequencies(train),
                 report=cfg.TEST.LVIS_EVAL.REPORT,
                 train_dataset=train,
+                protocol=protocol,
+                model_classes=model_classes(cfg),
             )
+        if protocol != "lvis":
+            raise ValueError(f"TEST.LVIS_EVAL.PROTOCOL {protocol!r}: the {backend} backend "
+                             "follows the LVIS protocol only; COCO's is the hotcoco backend's")
         if meta.get("federated", True) is False:
             raise ValueError(f"dataset {dataset_name!r} is exhaustively annotated (no LVIS "
                              "neg_category_ids): lvis-api would ignore detections of classes absent "

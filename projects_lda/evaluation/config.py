@@ -30,4 +30,10 @@ def add_evaluation_config(cfg):
     # confusions, into OUTPUT_DIR/inference/<dataset>/report/ (projects_lda/evaluation/report.py;
     # tools/eval_report.py writes it later from a run's saved results). Writes the results JSON.
     cfg.TEST.LVIS_EVAL.REPORT = False
+    # Which protocol the hotcoco backend's AP follows: "lvis" = lvis-api's (300 detections per
+    # image over all categories, empty detections left out, APr/APc/APf); "coco" = pycocotools'
+    # COCOeval itself (100 detections per image and category, empty detections are false
+    # positives; AP, AP50, AP75, APs, APm, APl), for exhaustive files only
+    # (projects_lda/evaluation/coco_protocol.py). tools/eval_report.py --protocol likewise.
+    cfg.TEST.LVIS_EVAL.PROTOCOL = "lvis"
     return cfg

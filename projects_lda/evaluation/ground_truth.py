@@ -3,10 +3,12 @@ The ground truth of a COCO- or LVIS-format file as LVIS-mode evaluation needs it
 streamed evaluator (:mod:`projects_lda.evaluation.lvis_evaluation`) and the analysis of saved
 results (:mod:`projects_lda.evaluation.analysis`).
 
-* **Exhaustive or federated.** A federated file (LVIS: an image lists the categories verified
-  absent in ``neg_category_ids``) is evaluated as lvis-api evaluates it: a detection of a
-  category neither annotated nor negative in its image is ignored. An exhaustive file (COCO,
-  or any file without LVIS's per-image lists) says every absent category is absent: each image
+* **Exhaustive or federated**, by :func:`projects_lda.data.validation.annotation_kind`, the
+  loader's rule (:func:`evaluation_kind` logs it with its reason). A federated file (LVIS: an
+  image lists categories verified absent in ``neg_category_ids``) is evaluated as lvis-api
+  evaluates it: a detection of a category neither annotated nor negative in its image is
+  ignored. An exhaustive file (COCO, or any file where no image lists a verified-negative
+  category) says every absent category is absent: each image
   is evaluated with every category it does not annotate as negative, so a detection of an absent
   class is a false positive, as pycocotools' COCOeval counts it (tested equal on AP, AP50, AP75
   at up to 100 detections per image, crowd regions included: a detection matched to a crowd
@@ -15,26 +17,39 @@ results (:mod:`projects_lda.evaluation.analysis`).
   else from the training set's counts (``frequency`` argument: file category id -> "r"/"c"/"f",
   LVIS's rule on training images), else, with a warning, from this file's own image counts.
 * **Areas.** An annotation without ``area`` gets the area of its mask (its box without one),
-  as COCO defines it; small / medium / large depend on it.
+  computed as pycocotools computes the area of a mask (``mask.area`` of its RLE, polygons
+  rasterised on the image's canvas); small / medium / large depend on it.
 """
+import json
 import logging
+import os
 from collections import defaultdict
 
-from ..data.annotation_file import FEDERATED_KEYS
 from ..data.frequency_groups import lvis_frequency
+from ..data.validation import FEDERATED_KEYS, annotation_kind
 
-__all__ = ["is_federated", "categories_with_frequency", "evaluated_image", "with_area",
+__all__ = ["evaluation_kind", "categories_with_frequency", "evaluated_image", "with_area",
            "training_frequencies", "load_ground_truth"]
 
 logger = logging.getLogger(__name__)
 
 
-def is_federated(images, federated=None):
-    """``federated`` when given (the dataset's metadata or a registration option), else whether
-    any image carries LVIS's ``neg_category_ids`` / ``not_exhaustive_category_ids``."""
-    if federated is not None:
-        return bool(federated)
-    return any(k in img for img in images for k in FEDERATED_KEYS)
+def evaluation_kind(images, json_file, forced=None):
+    """
+    The file's :func:`~projects_lda.data.validation.annotation_kind` (``forced``: the
+    registration's kind, "federated" / "exhaustive" / a bool, or None), logged with its reason,
+    and its warning when it has one.
+    """
+    kind = annotation_kind(images, json_file, forced)
+    if kind.reason.startswith("no image carries") and os.path.isfile(json_file):
+        # hotcoco drops empty lists, which the warning is about: the file's own entries
+        with open(json_file) as f:
+            kind = annotation_kind(json.load(f)["images"], json_file)
+    logger.info("%s is evaluated as %s: %s", json_file,
+                "federated (LVIS's rules)" if kind.federated else "exhaustive", kind.reason)
+    if kind.warning:
+        logger.warning(kind.warning)
+    return kind
 
 
 def categories_with_frequency(categories, annotations, frequency=None, json_file="the file"):
@@ -70,22 +85,34 @@ def evaluated_image(img, annotated_ids, all_ids, federated):
                 not_exhaustive_category_ids=[])
 
 
-def with_area(ann):
-    """``ann`` with an ``area``: its own, else its mask's (polygons or RLE), else its box's."""
+def with_area(ann, size=None):
+    """
+    ``ann`` with an ``area``: its own, else its mask's (polygons, compressed or uncompressed
+    RLE), else its box's. ``size``: the image's (height, width), the canvas polygons are
+    rasterised on, as pycocotools' ``annToRLE``; without it, a canvas that holds them.
+    """
     if ann.get("area") is not None:
         return ann
     segm = ann.get("segmentation")
     if segm:
         from pycocotools import mask as mask_util
 
-        if isinstance(segm, dict) and isinstance(segm.get("counts"), str):
-            segm = dict(segm, counts=segm["counts"].encode())
-        h, w = segm["size"] if isinstance(segm, dict) else (None, None)
-        if isinstance(segm, list):  # polygons: any canvas that holds them
-            h = int(max(max(p[1::2]) for p in segm)) + 2
-            w = int(max(max(p[0::2]) for p in segm)) + 2
-        rles = mask_util.frPyObjects(segm, h, w)
-        area = float(mask_util.area(mask_util.merge(rles) if isinstance(rles, list) else rles))
+        if isinstance(segm, dict):
+            h, w = segm["size"]
+            if isinstance(segm["counts"], list):  # uncompressed
+                rle = mask_util.frPyObjects(segm, h, w)
+            else:
+                counts = segm["counts"]
+                rle = {"size": [h, w],
+                       "counts": counts.encode() if isinstance(counts, str) else counts}
+        else:
+            if size is not None:
+                h, w = size
+            else:
+                h = int(max(max(p[1::2]) for p in segm)) + 2
+                w = int(max(max(p[0::2]) for p in segm)) + 2
+            rle = mask_util.merge(mask_util.frPyObjects(segm, h, w))
+        area = float(mask_util.area(rle))
     else:
         area = float(ann["bbox"][2] * ann["bbox"][3])
     return dict(ann, area=area)
@@ -110,7 +137,8 @@ def load_ground_truth(gt_json, *, federated=None, frequency=None):
     """
     ``(hotcoco.COCO, federated)``: the whole file prepared for LVIS-mode evaluation (every image
     as :func:`evaluated_image` makes it, every category with a frequency, every annotation with
-    an area). ``gt_json``: a path or a hotcoco.COCO.
+    an area). ``gt_json``: a path or a hotcoco.COCO. ``federated``: the registration's kind
+    (:func:`evaluation_kind`'s ``forced``), None to decide from the file.
     """
     import hotcoco
 
@@ -118,7 +146,7 @@ def load_ground_truth(gt_json, *, federated=None, frequency=None):
     images = gt.load_imgs(gt.get_img_ids())
     anns = gt.load_anns(gt.get_ann_ids())
     cats = gt.load_cats(gt.get_cat_ids())
-    federated = is_federated(images, federated)
+    federated = evaluation_kind(images, str(gt_json), federated).federated
     new_cats = categories_with_frequency(cats, anns, frequency, str(gt_json))
     needs_area = any(a.get("area") is None for a in anns)
     if federated and new_cats == cats and not needs_area and all(
@@ -130,5 +158,6 @@ def load_ground_truth(gt_json, *, federated=None, frequency=None):
     all_ids = [c["id"] for c in cats]
     images = [evaluated_image(img, annotated[img["id"]], all_ids, federated) for img in images]
     if needs_area:
-        anns = [with_area(a) for a in anns]
+        size = {img["id"]: (img["height"], img["width"]) for img in images}
+        anns = [with_area(a, size.get(a["image_id"])) for a in anns]
     return hotcoco.COCO({"images": images, "annotations": anns, "categories": new_cats}), federated

@@ -21,6 +21,11 @@ Images of the dataset that no process predicted count as images without detectio
 evaluates every image of the ground truth). The metrics are reported in percent under the keys
 of detectron2's ``LVISEvaluator``.
 
+That is the LVIS protocol. With ``protocol="coco"`` (an exhaustive file only) the evaluator
+keeps every detection as a results-file row instead and scores them at the end with
+pycocotools' COCOeval (:mod:`.coco_protocol`). Either way the file's categories can be checked
+against the model's first (``model_classes``, :func:`check_categories`).
+
 Asked for (``metrics``), AP-fixed and AP-pool (``large_vocab.py``) are computed beside them, from
 every detection of an image (no per-image cap): each image is matched on its own and each
 process keeps per category only the match records that can still be in the top K.
@@ -46,10 +51,12 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
 from . import large_vocab
-from .ground_truth import categories_with_frequency, evaluated_image, is_federated, with_area
+from .coco_protocol import check_exhaustive, coco_ground_truth, coco_metrics, protocol_line
+from .ground_truth import categories_with_frequency, evaluated_image, evaluation_kind, with_area
 from .report import RESULTS_JSON, training_image_counts, write_evaluation_report
 
-__all__ = ["HotcocoLVISEvaluator", "LVIS_METRICS", "METRICS", "select_detections"]
+__all__ = ["HotcocoLVISEvaluator", "LVIS_METRICS", "METRICS", "select_detections",
+           "check_categories"]
 
 # the keys of detectron2's LVISEvaluator, per task
 LVIS_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
@@ -108,6 +115,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         frequency=None,
         report=False,
         train_dataset=None,
+        protocol="lvis",
+        model_classes=None,
     ):
         """
         Args:
@@ -125,7 +134,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                 (``AP-pool``, ``APr-pool``, ...).
             dets_per_category (int): K of AP-fixed and AP-pool (LVIS: 10,000).
             federated (bool or None): how the file is evaluated (module docstring); None: the
-                dataset's metadata ``federated``, else whether an image has LVIS's lists.
+                kind the dataset was registered with (metadata ``annotation_kind``), else the
+                file's (:func:`projects_lda.data.validation.annotation_kind`).
             frequency (dict, callable or None): {file category id: "r"/"c"/"f"} (or a callable
                 returning it, called only when needed) for the categories without their own
                 ``frequency``: the training set's groups (:func:`ground_truth.training_frequencies`).
@@ -134,6 +144,12 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                 ``output_dir/report``; the results JSON is then written too.
             train_dataset (str or None): the training set the report takes its per-class
                 training image counts from.
+            protocol (str): "lvis" (the numbers of lvis-api) or "coco" (those of pycocotools'
+                COCOeval, on an exhaustive file only: :mod:`.coco_protocol`).
+            model_classes (ClassNames or None): the model's classes (names and file category
+                ids by contiguous id: the checkpoint's, else the training set's). Given, the
+                file's categories are checked against them (:func:`check_categories`) and
+                predicted class ``k`` is the model's ``k``-th id; None: the file's ``k``-th id.
         """
         import hotcoco  # a required dependency (setup.cfg); imported here to keep import light
 
@@ -163,10 +179,16 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._gt = hotcoco.COCO(json_file)
         self._json_file = json_file
         self._img_ids = set(self._gt.get_img_ids())
-        if federated is None:
-            federated = self._metadata.get("federated", None)
-        self._federated = is_federated(
-            () if federated is not None else self._gt.load_imgs(list(self._img_ids)), federated)
+        if federated is None:  # the kind forced at registration, else the file's rule
+            federated = self._metadata.get("annotation_kind", None)
+        self._federated = evaluation_kind(
+            self._gt.load_imgs(list(self._img_ids)), json_file, federated).federated
+        check_exhaustive(protocol, self._federated, f"dataset {dataset_name!r} ({json_file})")
+        if protocol == "coco" and self._large_vocab:
+            raise ValueError(f"TEST.LVIS_EVAL.METRICS {metrics}: AP-fixed and AP-pool are "
+                             "LVIS metrics; with TEST.LVIS_EVAL.PROTOCOL coco ask for "
+                             "('standard',) only")
+        self._protocol = protocol
         categories = self._gt.load_cats(self._gt.get_cat_ids())
         lacking = any("frequency" not in c for c in categories)
         if lacking and callable(frequency):
@@ -177,10 +199,23 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         self._category = {c["id"]: c for c in self._categories}
         self._all_cat_ids = sorted(self._category)
         self._do_evaluation = len(self._gt.get_ann_ids()) > 0
+        if not self._do_evaluation:
+            logger.warning("%s has no annotations: %r is evaluated as a test set, which gives "
+                           "no metrics; its detections are written to %s", json_file,
+                           dataset_name, os.path.join(output_dir or "(no output_dir)",
+                                                      RESULTS_JSON))
         self._report = bool(report) and self._do_evaluation and output_dir is not None
         self._train_dataset = train_dataset
         self._write_json = bool(write_results_json) or not self._do_evaluation or self._report
-        if hasattr(self._metadata, "thing_dataset_id_to_contiguous_id"):
+        # COCOeval reads every detection at the end: they are kept (as results-file rows)
+        self._keep_rows = self._write_json or (protocol == "coco" and self._do_evaluation)
+        self._known_ids = None  # the file's category ids when the model has others besides
+        if model_classes is not None:
+            check_categories(model_classes, self._categories, json_file)
+            table = torch.tensor(model_classes.dataset_ids, dtype=torch.long)
+            if set(model_classes.dataset_ids) != set(self._category):
+                self._known_ids = torch.tensor(self._all_cat_ids, dtype=torch.long)
+        elif hasattr(self._metadata, "thing_dataset_id_to_contiguous_id"):
             mapping = self._metadata.thing_dataset_id_to_contiguous_id
             table = torch.full((max(mapping.values()) + 1,), -1, dtype=torch.long)
             for dataset_id, contiguous in mapping.items():
@@ -247,6 +282,14 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         img = self._image(image_id, gts)
         self._seen.append(image_id)
         classes = self._dataset_ids(image_id, instances.pred_classes)
+        if self._known_ids is not None:  # classes of the model this file does not have
+            known = torch.isin(classes, self._known_ids)
+            if not known.all():
+                instances, classes = instances[known], classes[known]
+        if self._protocol == "coco":  # COCOeval reads them all at the end
+            if self._keep_rows:
+                self._json_rows.extend(_rows(instances, image_id, classes))
+            return
         if self._streams is None:
             if len(instances) == 0 and self._tasks is None:
                 self._pending_empty.append(image_id)
@@ -261,10 +304,7 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         top, kept = select_detections(instances.scores, classes, self._max_dets, relevant)
         if self._write_json:
             capped = instances if len(top) == len(instances) else instances[top]  # no copy
-            rows = instances_to_coco_json(capped, image_id)
-            for row, cat in zip(rows, classes[top].tolist()):
-                row["category_id"] = cat
-            self._json_rows.extend(rows)
+            self._json_rows.extend(_rows(capped, image_id, classes[top]))
         if not self._do_evaluation:  # a test set: the results JSON is the only output
             return
         # AP-fixed / AP-pool read every detection of the image, the standard AP those under
@@ -349,7 +389,9 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
     def _gts(self, image_id):
         if image_id not in self._img_ids:
             return []  # _image raises, naming the image
-        return [with_area(a) for a in self._gt.load_anns(self._gt.get_ann_ids(img_ids=[image_id]))]
+        img = self._gt.load_imgs([image_id])[0]
+        return [with_area(a, (img["height"], img["width"]))
+                for a in self._gt.load_anns(self._gt.get_ann_ids(img_ids=[image_id]))]
 
     def _update_empty(self, image_id):
         if "standard" not in self._metrics:
@@ -402,7 +444,10 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         if self._write_json:
             self._save_json(list(itertools.chain.from_iterable(p["json"] for p in payloads)))
         results = OrderedDict()
-        if self._do_evaluation:
+        if self._do_evaluation and self._protocol == "coco":
+            results = self._coco_evaluate(
+                list(itertools.chain.from_iterable(p["json"] for p in payloads)))
+        elif self._do_evaluation:
             results = self._merge_and_evaluate(payloads, set(seen))
         if self._report and results:
             self._write_report(list(results))
@@ -412,6 +457,20 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                 json.dump(timing, f, indent=2)
         return copy.deepcopy(results)
 
+    def _coco_evaluate(self, rows):
+        """COCOeval on every detection (:mod:`.coco_protocol`); images without a detection are
+        in the ground truth, so their objects count as missed."""
+        with_masks = any("segmentation" in r for r in rows)
+        tasks = self._tasks or (("bbox", "segm") if with_masks else ("bbox",))
+        dataset = coco_ground_truth(self._json_file)
+        results = OrderedDict()
+        for task in tasks:
+            res, _ = coco_metrics(dataset, rows, task)
+            logger.info("Evaluation results for %s, %s: \n%s", task,
+                        protocol_line("coco"), create_small_table(res))
+            results[task] = res
+        return results
+
     def _write_report(self, tasks):
         out = os.path.join(self._output_dir, "report")
         write_evaluation_report(
@@ -419,7 +478,7 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
             federated=self._federated,
             frequency={c["id"]: c["frequency"] for c in self._categories},
             train_counts=training_image_counts(self._train_dataset),
-            max_dets=self._max_dets)
+            max_dets=self._max_dets, protocol=self._protocol)
         logger.info("Evaluation report written to %s", out)
 
     def _save_json(self, rows):
@@ -448,7 +507,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                 res.update(self._standard(task, shards, payloads, unseen))
             if self._large_vocab:
                 res.update(self._fixed_and_pooled(task, payloads))
-            logger.info("Evaluation results for %s: \n%s", task, create_small_table(res))
+            logger.info("Evaluation results for %s, %s: \n%s", task, protocol_line("lvis"),
+                        create_small_table(res))
             results[task] = res
         return results
 
@@ -496,6 +556,37 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
         if self._output_dir:  # for the benchmark's bootstrap intervals of differences
             np.save(os.path.join(self._output_dir, MATCH_RECORDS.format(task=task)), records)
         return {k: float(v * 100) for k, v in res.items()}
+
+
+def _rows(instances, image_id, classes):
+    """Results-file rows (detectron2's ``instances_to_coco_json``) with the file's category ids
+    ``classes``."""
+    rows = instances_to_coco_json(instances, image_id)
+    for row, cat in zip(rows, classes.tolist()):
+        row["category_id"] = cat
+    return rows
+
+
+def check_categories(model_classes, categories, json_file):
+    """
+    Raises unless every category of the evaluated file is one of the model's, by id, with the
+    same name; the file may have fewer categories, in any order (they are matched by id).
+    ``model_classes``: a :class:`~projects_lda.data.class_names.ClassNames` with a ``source``
+    attribute naming where it comes from, or without one.
+    """
+    source = getattr(model_classes, "source", "the model")
+    names = dict(zip(model_classes.dataset_ids, model_classes.thing_classes))
+    for cat in sorted(categories, key=lambda c: c["id"]):
+        if cat["id"] not in names:
+            raise ValueError(
+                f"{json_file}: category id {cat['id']} ({cat['name']!r}) is not among the "
+                f"{len(names)} categories of {source}: the model cannot predict it, so its AP "
+                "would be 0; evaluate on a file with the model's categories")
+        if names[cat["id"]] != cat["name"]:
+            raise ValueError(
+                f"{json_file}: category id {cat['id']} is {cat['name']!r} there but "
+                f"{names[cat['id']]!r} in {source}: the file and the model number their "
+                "categories differently")
 
 
 def _subset(dets, idx, sub):

@@ -24,7 +24,10 @@ from collections import Counter
 
 from .analysis import (TIDE_ERRORS, evaluate_results, group_confusions, per_class_ap,
                        tide_breakdown)
+from .coco_protocol import (COCO_METRICS, check_exhaustive, coco_ground_truth, coco_metrics,
+                            protocol_line)
 from .ground_truth import load_ground_truth
+from .results_check import check_results
 
 __all__ = ["sibling_groups", "write_evaluation_report", "training_image_counts",
            "SUMMARY_METRICS", "RESULTS_JSON"]
@@ -78,7 +81,7 @@ def _fmt(v, digits=1):
 
 
 def write_evaluation_report(gt_json, results, out_dir, *, tasks=None, federated=None,
-                            frequency=None, train_counts=None, max_dets=300):
+                            frequency=None, train_counts=None, max_dets=300, protocol="lvis"):
     """
     Write the report files (module docstring) into ``out_dir`` and return its numbers.
 
@@ -90,9 +93,18 @@ def write_evaluation_report(gt_json, results, out_dir, *, tasks=None, federated=
         federated, frequency: as :func:`projects_lda.evaluation.ground_truth.load_ground_truth`.
         train_counts (dict or None): {file category id: training images}.
         max_dets (int): the per-image cap of the evaluation (LVIS: 300).
+        protocol (str): whose numbers the summary table holds: "lvis" (lvis-api's) or "coco"
+            (pycocotools' COCOeval on every row, an exhaustive file only:
+            :mod:`.coco_protocol`). The per-class AP, TIDE and confusions are hotcoco's LVIS
+            evaluation either way.
+
+    The rows are checked against the file first (:func:`.results_check.check_results`).
     """
     rows = _read_rows(results)
     gt, federated = load_ground_truth(gt_json, federated=federated, frequency=frequency)
+    check_exhaustive(protocol, federated, str(gt_json))
+    check_results(rows, gt.get_img_ids(), gt.get_cat_ids(), gt_json,
+                  results if isinstance(results, str) else "the results")
     anns = gt.load_anns(gt.get_ann_ids())
     if tasks is None:
         has_masks = any(a.get("segmentation") for a in anns)
@@ -104,12 +116,15 @@ def write_evaluation_report(gt_json, results, out_dir, *, tasks=None, federated=
     detections = Counter(r["category_id"] for r in rows)
     train_counts = train_counts or {}
     out = {"gt_json": str(gt_json), "federated": federated, "num_detections": len(rows),
-           "tasks": {}}
+           "protocol": protocol, "tasks": {}}
+    coco_gt = coco_ground_truth(str(gt_json)) if protocol == "coco" else None
     for task in tasks:
         _, ev = evaluate_results(gt, rows, task, max_dets)
         stats = ev.get_results()
+        summary = coco_metrics(coco_gt, rows, task)[0] if coco_gt is not None else \
+            {m: 100.0 * float(stats[m]) for m in SUMMARY_METRICS}
         out["tasks"][task] = {
-            "summary": {m: 100.0 * float(stats[m]) for m in SUMMARY_METRICS},
+            "summary": summary,
             "per_class_ap": per_class_ap(gt, ev),
             "tide": tide_breakdown(ev),
             "group_confusions": group_confusions(ev, group_of) if group_of else None,
@@ -155,13 +170,15 @@ def _per_class_markdown(classes, tasks):
 def _report_markdown(out, tasks, train_counts):
     kind = "federated (LVIS rules)" if out["federated"] else \
         "exhaustive (a detection of a class absent from an image is a false positive)"
+    metrics = COCO_METRICS if out["protocol"] == "coco" else SUMMARY_METRICS
     lines = [f"# Evaluation report: {os.path.basename(out['gt_json'])}", "",
              f"{out['num_detections']} detections; the file is {kind}.", "",
-             "| task | " + " | ".join(SUMMARY_METRICS) + " |",
-             "|---|" + "---|" * len(SUMMARY_METRICS)]
+             f"AP: {protocol_line(out['protocol'])}.", "",
+             "| task | " + " | ".join(metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
     for t in tasks:
         s = out["tasks"][t]["summary"]
-        lines.append(f"| {t} | " + " | ".join(_fmt(s[m]) for m in SUMMARY_METRICS) + " |")
+        lines.append(f"| {t} | " + " | ".join(_fmt(s[m]) for m in metrics) + " |")
     lines += ["", "## TIDE: AP50 points lost to each error type", "",
               "| task | AP50 | " + " | ".join(TIDE_ERRORS) + " |",
               "|---|---|" + "---|" * len(TIDE_ERRORS)]
@@ -212,6 +229,9 @@ def get_parser():
                    "training images per class; default with --run: DATASETS.TRAIN[0])")
     p.add_argument("--max-dets", type=int, default=None, help="per-image cap (default: the "
                    "run's TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE, else 300)")
+    p.add_argument("--protocol", choices=("lvis", "coco"), default=None, help="whose AP: "
+                   "lvis-api's (lvis) or pycocotools' COCOeval's (coco, exhaustive files only); "
+                   "default: the run's TEST.LVIS_EVAL.PROTOCOL, else lvis")
     p.add_argument("--out", help="output folder (default: next to the results, report/)")
     return p
 
@@ -225,12 +245,13 @@ def main(argv=None):
 
     args = get_parser().parse_args(argv)
     jobs = []  # (label, gt json, results, out, federated, has_masks)
-    train, max_dets = args.train_dataset, args.max_dets
+    train, max_dets, protocol = args.train_dataset, args.max_dets, args.protocol
     if args.run:
         with open(os.path.join(args.run, "config.yaml")) as f:
             cfg = CfgNode.load_cfg(f)
         train = train or (cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else None)
         max_dets = max_dets or cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE
+        protocol = protocol or cfg.TEST.LVIS_EVAL.get("PROTOCOL", "lvis")
         for name in [args.dataset] if args.dataset else cfg.DATASETS.TEST:
             folder = os.path.join(args.run, "inference", name)
             results = os.path.join(folder, RESULTS_JSON)
@@ -241,7 +262,7 @@ def main(argv=None):
                 continue
             meta = MetadataCatalog.get(name)
             jobs.append((name, meta.json_file, results, args.out or os.path.join(folder, "report"),
-                         meta.get("federated", None), meta.get("has_masks", None)))
+                         meta.get("annotation_kind", None), meta.get("has_masks", None)))
         if not jobs:
             raise SystemExit(f"no saved results under {args.run}/inference/*/{RESULTS_JSON}: "
                              "evaluate with TEST.LVIS_EVAL.WRITE_RESULTS_JSON True")
@@ -252,11 +273,31 @@ def main(argv=None):
         raise SystemExit("give --run, or --gt and --results")
     reports = {}
     for label, gt, results, out, federated, has_masks in jobs:
+        _validated(gt)
         r = write_evaluation_report(
             gt, results, out, tasks=("bbox",) if has_masks is False else None,
             federated=federated, frequency=training_frequencies(train),
-            train_counts=training_image_counts(train), max_dets=max_dets or 300)
+            train_counts=training_image_counts(train), max_dets=max_dets or 300,
+            protocol=protocol or "lvis")
         print(f"{label}: " + ", ".join(f"{t} AP {v['summary']['AP']:.1f}"
-                                      for t, v in r["tasks"].items()) + f" -> {out}")
+                                      for t, v in r["tasks"].items())
+              + f" ({protocol_line(r['protocol'])}) -> {out}")
         reports[label] = r
     return reports
+
+
+def _validated(gt_json):
+    """Checks the annotation file as the loader does (errors name the file, id, field, value)
+    and logs its warnings, before hotcoco reads it."""
+    import json
+    import logging
+
+    from ..data.annotation_file import validate
+    from ..data.validation import annotation_kind
+
+    with open(gt_json) as f:
+        data = json.load(f)
+    kind_warning = annotation_kind(data["images"], gt_json).warning  # logged by the evaluation
+    for warning in validate(data, gt_json)[1]["warnings"]:
+        if warning != kind_warning:
+            logging.getLogger(__name__).warning(warning)
