@@ -89,6 +89,13 @@ def test_demo_draws_a_dataset_and_reads_the_config_like_train_net(tiny_dataset, 
     written = demo(cfg, dataset="tiny_embedded_val", num_images=2, output=str(out),
                    progress=False).written
     assert sorted(written) == sorted(map(str, out.glob("*.png"))) and len(written) == 2
+    # with a results file, its image ids are the dataset's own
+    results = tmp_path / "results.json"
+    every = inference_config(str(LDA_CONFIG), [*opts, "MODEL.WEIGHTS", str(weights)], 0.0)
+    demo(every, dataset="tiny_embedded_val", num_images=2, json_file=str(results),
+         progress=False)
+    ids = {d["image_id"] for d in DatasetCatalog.get("tiny_embedded_val")[:2]}
+    assert {r["image_id"] for r in json.loads(results.read_text())} == ids
     with pytest.raises(ValueError, match="--dataset tiny_nope: no such registered dataset"):
         demo(cfg, dataset="tiny_nope", output=str(out), progress=False)
     # a config error is named as train_net names it

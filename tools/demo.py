@@ -34,7 +34,8 @@ def get_parser():
     parser.add_argument("--config-file", required=True, metavar="FILE")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", nargs="+", help="image files, folders or glob patterns")
-    src.add_argument("--dataset", help="a registered dataset, e.g. lvis_embedded_val")
+    src.add_argument("--dataset", help="a registered dataset, e.g. lvis_embedded_val (with --json: "
+                     "its image ids)")
     src.add_argument("--video-input", help="a video file")
     src.add_argument("--webcam", action="store_true", help="camera 0, shown in a window")
     parser.add_argument(

@@ -72,14 +72,17 @@ def demo(
     annotations: Optional[str] = None,
 ) -> DemoSummary:
     """Runs the model of ``cfg`` on image files / folders / globs, the first ``num_images``
-    images of a registered ``dataset`` (drawn with its class names), a video file or the webcam
-    (exactly one), as ``tools/demo.py`` describes."""
+    images of a registered ``dataset`` (drawn with its class names; with ``json_file``, the
+    image ids are those of its annotation file unless ``annotations`` names another), a video
+    file or the webcam (exactly one), as ``tools/demo.py`` describes."""
     if sum([bool(inputs), bool(dataset), bool(video), bool(webcam)]) != 1:
         raise ValueError("give exactly one of --input, --dataset, --video-input, --webcam")
     # errors before the model loads
     files = expand_inputs(inputs) if inputs else None
     if dataset:
         files = dataset_files(dataset, num_images)
+        if json_file and annotations is None:
+            annotations = MetadataCatalog.get(dataset).get("json_file", None)
     predictor = Predictor(cfg)
     metadata = MetadataCatalog.get(dataset) if dataset else predictor.metadata
     common = dict(class_names=predictor.class_names, metadata=metadata,
