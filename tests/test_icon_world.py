@@ -180,3 +180,18 @@ def test_tiny_setting_trains_and_evaluates(tiny_world, tmp_path):
     for task in ("bbox", "segm"):
         assert set(results[task]) >= {"AP", "APr", "APc", "APf"}  # one test set: not keyed
         assert np.isfinite(results[task]["AP"])
+
+
+def test_ensure_keeps_its_folder_and_refuses_a_foreign_one(tiny_world, tmp_path):
+    train_json = os.path.join(tiny_world, icons.SPLIT_JSON["train"])
+    before = os.stat(train_json).st_mtime_ns
+    assert icons.ensure_icon_lvis(tiny_world, federated=True, **TINY) == tiny_world
+    assert os.stat(train_json).st_mtime_ns == before  # up to date: not generated again
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match="is not an icon world folder"):
+        icons.ensure_icon_lvis(str(foreign), **TINY)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match=r"unknown icon world parameters \['classes'\]"):
+        icons.ensure_icon_lvis(str(tmp_path / "new"), classes=3)

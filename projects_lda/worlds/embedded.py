@@ -65,8 +65,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -86,6 +84,7 @@ from .many_class import (  # the many-class variant; its public names are re-exp
     many_class_splits,
     many_class_table,
 )
+from .folders import generate_into_place
 from .render import render_split
 
 __all__ = [
@@ -426,28 +425,12 @@ def _up_to_date(root, meta, params):
 
 def _generate_into_place(root, params):
     """Generate into a temporary folder next to ``root``, then rename it to ``root``."""
-    parent = os.path.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private
-    stale = tmp + "-stale"
-    try:
-        generate_embedded_lvis(tmp, **params)
+
+    def outdated():
         meta = _read_meta(root)
-        if meta is not None and not _up_to_date(root, meta, params):
-            try:
-                os.rename(root, stale)  # ours but outdated: set it aside
-            except OSError:
-                pass  # moved meanwhile by another process
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            pass  # ``root`` exists (e.g. created meanwhile by another process): checked below
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(stale, ignore_errors=True)
+        return meta is not None and not _up_to_date(root, meta, params)
+
+    generate_into_place(root, lambda tmp: generate_embedded_lvis(tmp, **params), outdated)
 
 
 def ensure_embedded_lvis(root=None, **params):

@@ -45,14 +45,13 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 
 import cv2
 import numpy as np
 
 from . import icon_render
+from .folders import generate_into_place
 from .icon_catalog import icon_catalog, svg_path
 
 __all__ = [
@@ -449,40 +448,50 @@ def get_icon_root(setting="icons_1203"):
 
 
 def _read_meta(root):
+    """The ``meta.json`` of ``root`` if this module wrote it, else None."""
     try:
         with open(os.path.join(root, META_FILE)) as f:
-            return json.load(f)
+            meta = json.load(f)
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) and meta.get("generator") == GENERATOR_NAME else None
+
+
+def _up_to_date(meta, params):
+    return meta is not None and meta.get("version") == GENERATOR_VERSION and \
+        meta.get("params") == params
 
 
 def ensure_icon_lvis(root, **params):
     """
-    Generate the icon world with ``params`` (defaults :data:`ICON_DEFAULTS`) into ``root``
-    unless it already holds it; returns ``root``. A folder this generator wrote with other
-    parameters or another version is regenerated; any other non-empty folder is an error.
+    The icon world with ``params`` (defaults :data:`ICON_DEFAULTS`) in ``root``, generated first
+    unless ``root`` already holds it; returns ``root``. A folder this generator wrote with other
+    parameters or another version is regenerated (replaced by a rename); any other non-empty
+    folder is never touched (an error asks to delete it). Safe when several processes call it
+    at once: each generates into a temporary folder next to ``root`` and renames it into place;
+    a process that loses the race uses the winner's folder.
     """
-    params = {**ICON_DEFAULTS, **params}
+    unknown = sorted(set(params) - set(ICON_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown icon world parameters {unknown}; known: {sorted(ICON_DEFAULTS)}")
+    params = {k: type(v)(params.get(k, v)) for k, v in ICON_DEFAULTS.items()}
+    root = os.path.abspath(os.path.expanduser(root))
+    foreign = (f"{root} exists but is not an icon world folder (no {META_FILE} written by "
+               f"{GENERATOR_NAME}); delete it or point ${ROOT_ENV} to another folder")
     meta = _read_meta(root)
-    if meta and meta.get("generator") == GENERATOR_NAME and meta.get("version") == \
-            GENERATOR_VERSION and meta.get("params") == params:
+    if _up_to_date(meta, params):
         return root
-    if os.path.isdir(root) and os.listdir(root) and not (
-            meta and meta.get("generator") == GENERATOR_NAME):
-        raise RuntimeError(f"{root} is not empty and was not written by {GENERATOR_NAME}; "
-                           "delete it or choose another folder")
-    parent = os.path.dirname(os.path.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".icons_tmp_", dir=parent)
-    try:
-        logger.info("generating the icon world %s into %s", params, root)
-        generate_icon_lvis(tmp, **params)
-        if os.path.isdir(root):
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
+    if meta is None and os.path.isdir(root) and os.listdir(root):
+        raise RuntimeError(foreign)
+    logger.info("Generating the icon world %s into %s ...", params, root)
+    generate_into_place(root, lambda tmp: generate_icon_lvis(tmp, **params),
+                        lambda: (m := _read_meta(root)) is not None and not _up_to_date(m, params))
+    meta = _read_meta(root)
+    if meta is None:
+        raise RuntimeError(foreign)
+    if not _up_to_date(meta, params):
+        raise RuntimeError(f"{root} was regenerated meanwhile by another process with other "
+                           f"parameters ({meta.get('params')}); use separate folders")
     return root
 
 
