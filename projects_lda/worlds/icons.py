@@ -41,6 +41,7 @@ same files. Command line::
 """
 import argparse
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -220,6 +221,13 @@ def image_count_plan(classes, num_train_images, classes_per_image, rng):
     return {"counts": counts, "lvis_counts": lvis_counts,
             "frequency": ["rcf"[b] for b in bands], "exponent": float(a),
             "rare_max": int(rare_max), "common_max": int(common_max)}
+
+
+def classes_digest(classes):
+    """A digest of the classes (icon, name, LVIS id): a cached folder made from another catalog
+    (e.g. before a match was added to the table) is not up to date."""
+    text = "\n".join(f"{c.hexcode} {c.name} {c.lvis_id}" for c in classes)
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _deal(rng, occurrences, num_images):
@@ -432,6 +440,7 @@ def generate_icon_lvis(out_dir, *, seed=0, num_classes=1203, num_train_images=60
                 num_train_images, num_val_images, num_test_images, time.perf_counter() - t0,
                 out_dir)
     meta = {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "params": params,
+            "classes_digest": classes_digest(classes),
             "exponent": plan["exponent"], "rare_max": plan["rare_max"],
             "common_max": plan["common_max"]}
     with open(os.path.join(out_dir, META_FILE), "w") as f:
@@ -459,7 +468,8 @@ def _read_meta(root):
 
 def _up_to_date(meta, params):
     return meta is not None and meta.get("version") == GENERATOR_VERSION and \
-        meta.get("params") == params
+        meta.get("params") == params and \
+        meta.get("classes_digest") == classes_digest(select_classes(params["num_classes"]))
 
 
 def ensure_icon_lvis(root, **params):
