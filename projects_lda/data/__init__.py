@@ -3,8 +3,9 @@ A user's datasets: the registration of COCO- and LVIS-format files (see
 :mod:`projects_lda.data.datasets`), their loader, the training-set class statistics and the
 reproducible training loader. The worlds the project generates are :mod:`projects_lda.worlds`.
 
-Importing this package completes the metadata of detectron2's LVIS splits and registers the
-datasets named in ``$LDA_EXTRA_DATASETS``.
+Importing this package registers LVIS v1 and v0.5 under the project's own names
+(``lda_lvis_v1_train``, ...; detectron2's ``lvis_v1_*`` stay as detectron2 registers them) and
+the datasets named in ``$LDA_EXTRA_DATASETS``.
 """
 from .datasets import (
     EXTRA_DATASETS_ENV,
