@@ -84,7 +84,7 @@ from .many_class import (  # the many-class variant; its public names are re-exp
     many_class_splits,
     many_class_table,
 )
-from .folders import generate_into_place
+from .folders import generate_into_place, read_meta
 from .render import render_split
 
 __all__ = [
@@ -406,12 +406,7 @@ def _per_class(num_images, num_classes):
 
 def _read_meta(root):
     """The ``meta.json`` of ``root`` if this module wrote it, else None."""
-    try:
-        with open(os.path.join(root, META_FILE)) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("generator") == GENERATOR_NAME else None
+    return read_meta(root, META_FILE, GENERATOR_NAME)
 
 
 def _up_to_date(root, meta, params):

@@ -3,11 +3,12 @@ Generated folders written safely while other processes may read or write the sam
 generators' caches (:func:`projects_lda.worlds.embedded.ensure_embedded_lvis`,
 :func:`projects_lda.worlds.icons.ensure_icon_lvis`) share. A leaf module.
 """
+import json
 import os
 import shutil
 import tempfile
 
-__all__ = ["generate_into_place"]
+__all__ = ["generate_into_place", "read_meta"]
 
 
 def generate_into_place(root, generate, outdated):
@@ -38,3 +39,14 @@ def generate_into_place(root, generate, outdated):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def read_meta(root, meta_file, generator):
+    """The parameters file ``meta_file`` of ``root`` if ``generator`` wrote it (its "generator"
+    field), else None (absent, unreadable, or another generator's)."""
+    try:
+        with open(os.path.join(root, meta_file)) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("generator") == generator else None

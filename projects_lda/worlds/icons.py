@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 
 from . import icon_render
-from .folders import generate_into_place
+from .folders import generate_into_place, read_meta
 from .icon_catalog import icon_catalog, svg_path
 
 __all__ = [
@@ -458,12 +458,7 @@ def get_icon_root(setting="icons_1203"):
 
 def _read_meta(root):
     """The ``meta.json`` of ``root`` if this module wrote it, else None."""
-    try:
-        with open(os.path.join(root, META_FILE)) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("generator") == GENERATOR_NAME else None
+    return read_meta(root, META_FILE, GENERATOR_NAME)
 
 
 def _up_to_date(meta, params):
