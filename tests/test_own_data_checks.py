@@ -390,7 +390,6 @@ def _refused(tmp_path, data):
 
 def test_malformed_annotations_are_refused_naming_file_id_field_value(tmp_path):
     good = _good(tmp_path)
-    ann = good["annotations"]
 
     def bad(i, key, value):
         data = copy.deepcopy(good)

@@ -19,7 +19,6 @@ chosen close to LVIS v1's; LVIS's paper (Gupta et al., 2019) describes the feder
 the rates it implies are not published per image, so the numbers are estimates (see
 ``docs/datasets.md``).
 """
-import numpy as np
 
 __all__ = ["federate", "UNCHECKED_PROB", "NEG_SAMPLE_PROB", "NOT_EXHAUSTIVE_PROB"]
 
