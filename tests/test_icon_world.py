@@ -195,3 +195,23 @@ def test_ensure_keeps_its_folder_and_refuses_a_foreign_one(tiny_world, tmp_path)
     assert (foreign / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match=r"unknown icon world parameters \['classes'\]"):
         icons.ensure_icon_lvis(str(tmp_path / "new"), classes=3)
+
+
+def test_lvis_image_counts_give_lvis_groups():
+    """The committed counts are LVIS v1's: LVIS's rule on them gives every category's group as
+    detectron2's category list has it (and detectron2 main's own list equals them)."""
+    from detectron2.data.datasets.lvis_v1_categories import LVIS_CATEGORIES
+
+    counts = icons.lvis_v1_image_counts()
+    assert len(counts) == 1203 and counts.min() == 1 and counts.max() == 1977
+    for cat in LVIS_CATEGORIES:
+        n = counts[cat["id"] - 1]
+        assert cat["frequency"] == ("r" if n <= 10 else "c" if n <= 100 else "f"), cat["name"]
+    try:
+        from detectron2.data.datasets.lvis_v1_category_image_count import (
+            LVIS_CATEGORY_IMAGE_COUNT,
+        )
+    except ImportError:  # detectron2 0.6 has no such list
+        return
+    assert {c["id"]: c["image_count"] for c in LVIS_CATEGORY_IMAGE_COUNT} == {
+        i + 1: int(n) for i, n in enumerate(counts)}
