@@ -72,8 +72,8 @@ def get_parser():
     protocol.add_argument("--report", metavar="SETTINGS_JSON",
                           help="report the settings chosen in this file (written by --tune)")
     protocol.add_argument("--variant", default="exhaustive",
-                          help="embedded dataset variant: exhaustive, federated or many_class "
-                          "(projects_lda/benchmark/protocol.py's VARIANTS)")
+                          help="dataset variant: exhaustive, federated, many_class, icons_small "
+                          "or icons_1203 (projects_lda/benchmark/protocol.py's VARIANTS)")
     protocol.add_argument("--single-seed", nargs="+", default=[], metavar="METHOD",
                           help="with --tune: these methods are reported with seed 0 only (kept "
                           "in the settings file), where three seeds of every method do not fit "
