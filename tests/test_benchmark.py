@@ -257,6 +257,21 @@ def test_tune_then_report_and_resume(tmp_path):
         + [("lda", "factor5", s) for s in (0, 1, 2)] + [("lda", "factor1", 0)])
 
 
+def test_tuning_some_methods_keeps_the_others_in_the_settings_file(tmp_path):
+    records, settings = tmp_path / "runs", tmp_path / "tuned.json"
+
+    def tune(method):
+        cli.main(["--tune", "--methods", method, "--output", str(tmp_path / "out"), "--records",
+                  str(records), "--settings", str(settings), "--bootstrap", "10"],
+                 execute=FakeRuns())
+        return json.loads(settings.read_text())["methods"]
+
+    assert list(tune("baseline")) == ["baseline"]
+    methods = tune("lda")  # another session tunes LDA: the baseline's entry stays
+    assert {m: v["chosen"] for m, v in methods.items()} == {"baseline": "rfs_t0.3",
+                                                           "lda": "factor5"}
+
+
 def test_tune_resumes_after_interruption_and_ignores_other_options(tmp_path):
     records = tmp_path / "runs"
     with pytest.raises(KeyboardInterrupt):

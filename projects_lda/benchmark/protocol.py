@@ -320,6 +320,18 @@ def settings_file_content(variant, grids, scores, chosen, report_seeds=None):
     }  # fmt: skip
 
 
+def _other_methods(settings_file, variant, grids):
+    """The entries of the methods not in ``grids`` in an existing settings file of ``variant``
+    (none if the file is absent or of another variant)."""
+    try:
+        old = json.loads(Path(settings_file).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict) or old.get("variant") != variant:
+        return {}
+    return {m: e for m, e in old.get("methods", {}).items() if m not in grids}
+
+
 def read_settings_file(path, only=None):
     """(variant, grids, chosen, report_seeds) from a settings file written by
     :func:`run_protocol` (report_seeds: {method: seeds} where not :data:`REPORT_SEEDS`), for
@@ -373,6 +385,9 @@ def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs
         if chosen is None and settings_file:
             scores, _, picked = state()
             content = settings_file_content(variant, grids, scores, picked, report_seeds)
+            # a run of some of the methods keeps the others' entries (runs in several sessions)
+            kept = _other_methods(settings_file, variant, grids)
+            content["methods"] = {**kept, **content["methods"]}
             Path(settings_file).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(str(settings_file) + ".tmp")
             tmp.write_text(json.dumps(content, indent=2) + "\n")
