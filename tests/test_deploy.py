@@ -3,6 +3,7 @@ A trained model outside training: class names in the checkpoint, the demo on a f
 video, the results file, and the export's parity with the eager model (projects_lda.deploy).
 """
 import json
+import logging
 import shutil
 
 import cv2
@@ -53,9 +54,19 @@ def test_predictor_takes_the_names_from_the_checkpoint_without_the_dataset(train
     # no dataset of the config is registered: the names can only come from the checkpoint
     cfg = _cfg(trained_lda, "DATASETS.TEST", "('not_registered',)",
                "DATASETS.TRAIN", "('not_registered_either',)")
-    predictor = Predictor(cfg)
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    fvcore_log = logging.getLogger("fvcore.common.checkpoint")
+    fvcore_log.addHandler(handler)
+    try:
+        predictor = Predictor(cfg)
+    finally:
+        fvcore_log.removeHandler(handler)
     assert predictor.class_names.thing_classes == TINY_NAMES
     assert predictor.metadata.thing_classes == TINY_NAMES
+    # the real weights are loaded: no "initializing from scratch" from the base class
+    assert not any("from scratch" in m for m in seen) and any("Loading from" in m for m in seen)
 
 
 def test_checkpoint_without_names_uses_the_config_dataset(trained_lda, tmp_path):

@@ -108,7 +108,15 @@ class Predictor(DefaultPredictor):
         no_weights = cfg.clone()
         no_weights.defrost()
         no_weights.MODEL.WEIGHTS = ""
-        super().__init__(no_weights)
+        # its checkpointer's "No checkpoint found. Initializing model from scratch" would
+        # mislead: the weights are loaded just below
+        fvcore_log = logging.getLogger("fvcore.common.checkpoint")
+        level = fvcore_log.level
+        fvcore_log.setLevel(logging.WARNING)
+        try:
+            super().__init__(no_weights)
+        finally:
+            fvcore_log.setLevel(level)
         self.cfg = cfg.clone()
         self.class_names = load_inference_weights(self.model, self.cfg)
         self.metadata = names_metadata(self.class_names)
