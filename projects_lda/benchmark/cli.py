@@ -39,7 +39,8 @@ Writes:
   missed), and each class's number of detections; for LDA runs, ``lda_stats`` (alpha over
   training, the accuracies, beta's range, the loss terms: ``plot_analysis.lda_stats``); under
   ``comparisons``, each method's AP and APr difference from the baseline and
-  from LDA of the same seed with a 95% bootstrap confidence interval over validation images;
+  from LDA of the same seed with a 95% bootstrap confidence interval over the evaluated
+  split's images (the last of DATASETS.TEST: the test split in the protocol);
 * ``OUTPUT/results.md``: means and spreads over seeds, each method's difference from the
   baseline, its time ratios against the baseline measured in the same benchmark, the
   difference, TIDE and confusion tables, the classes never predicted (and at AP 0) by
@@ -98,7 +99,8 @@ def get_parser():
                         "are then measured under that shared load, for every method alike; "
                         "also the processes of the report's AP-fixed / AP-pool bootstrap")
     parser.add_argument("--bootstrap", type=int, default=1000,
-                        help="bootstrap samples (over val images) of the CIs of AP differences")
+                        help="bootstrap samples (over the images of the split reported, the test "
+                        "split in the protocol) of the CIs of AP differences")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser
 

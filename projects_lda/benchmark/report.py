@@ -105,7 +105,8 @@ def compare_runs(results, references, n_bootstrap, seed=0, jobs=1):
     """
     {reference: {method: {seed: {task: {metric: (difference, lower, upper)}}}}}: each method's
     AP difference from each reference run of the same seed, with a 95% bootstrap CI over the
-    validation images (both evaluations resampled with the same images). ``jobs`` > 1: the
+    images of the split the runs report (``val_json``: the last of DATASETS.TEST, the test split
+    in the protocol; both evaluations resampled with the same images). ``jobs`` > 1: the
     runs' AP-fixed / AP-pool resamples, single-threaded numpy and the report's longest part at
     a large vocabulary (seconds a resample per run and task), are computed in that many
     processes.
