@@ -412,3 +412,45 @@ def test_records_and_unfinished_runs_of_another_config_are_run_again_and_kept(tm
     assert (out / "baseline/rfs_t0.3/seed2.replaced/model_0000099.pth").read_bytes() == b"weights"
     reason = bp.stale_reason(kept, bp.method_config("lda", "exhaustive"), kept["opts"])
     assert reason == "made with another config: SOLVER.MAX_ITER 7 in the record, 600 now"
+
+
+def test_icons_1203_carries_the_peers_settings_over_from_the_small_setting(tmp_path):
+    # the peers are not tuned at 1,203 classes: each runs the small setting's choice (named
+    # there as in its grid, fedloss's |S| 4 renamed), once the small setting has chosen it
+    settings = tmp_path / "tuned_icons_1203.json"
+    argv = ["--tune", "--variant", "icons_1203", "--methods", "seesaw", "fedloss", "eqlv2",
+            "--single-seed", "seesaw", "fedloss", "eqlv2", "--output", str(tmp_path / "out"),
+            "--records", str(tmp_path / "runs"), "--settings", str(settings), "--bootstrap", "10"]
+    idle = FakeRuns(prefix="lvis_icons_1203")
+    with pytest.raises(SystemExit, match=r"no setting chosen for \['seesaw', 'fedloss', 'eqlv2'\]"):
+        cli.main(argv, execute=idle)
+    assert idle.calls == []
+    small = {"variant": "icons_small", "methods": {
+        "seesaw": {"chosen": "linear"}, "fedloss": {"chosen": "num_classes4"},
+        "eqlv2": {"chosen": None}}}
+    (tmp_path / "tuned_icons_small.json").write_text(json.dumps(small))
+    fake = FakeRuns(prefix="lvis_icons_1203")
+    with pytest.raises(SystemExit, match=r"no setting chosen for \['eqlv2'\]"):
+        cli.main(argv, execute=fake)
+    assert sorted(fake.calls) == [("fedloss", "num_classes50", 0), ("seesaw", "linear", 0)]
+    recorded = json.loads((tmp_path / "runs/icons_1203/seesaw/linear/seed0.json").read_text())
+    assert recorded["opts"][:2] == ["MODEL.PEERS.SEESAW.NORMED_LINEAR", "False"]
+    data = json.loads(settings.read_text())["methods"]
+    assert {m: (v["chosen"], v["carried_over_from"], list(v["settings"]))
+            for m, v in data.items()} == {"seesaw": ("linear", "icons_small", ["linear"]),
+                                          "fedloss": ("num_classes50", "icons_small",
+                                                      ["num_classes50"])}
+    table = (tmp_path / "out/icons_1203/results.md").read_text()
+    assert "| seesaw | 1 |" in table and "untuned" not in table
+    # the report mode reads the carried settings back: no untuned row, no other setting
+    report = FakeRuns(prefix="lvis_icons_1203")
+    cli.main(["--report", str(settings), "--output", str(tmp_path / "o2"), "--records",
+              str(tmp_path / "runs2"), "--bootstrap", "10"], execute=report)
+    assert sorted(report.calls) == [("fedloss", "num_classes50", 0), ("seesaw", "linear", 0)]
+    assert "untuned" not in (tmp_path / "o2/icons_1203/results.md").read_text()
+    # a choice with no counterpart in the 1,203-class grid is named
+    small["methods"]["fedloss"]["chosen"] = "num_classes7"
+    (tmp_path / "tuned_icons_small.json").write_text(json.dumps(small))
+    with pytest.raises(SystemExit, match=r"fedloss's chosen setting 'num_classes7' has no "
+                                         r"counterpart in the icons_1203 grid"):
+        cli.main(argv, execute=FakeRuns(prefix="lvis_icons_1203"))

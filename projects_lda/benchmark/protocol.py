@@ -78,6 +78,10 @@ class Variant(NamedTuple):
     config_dir: str = "configs/Embedded"  # the methods' configs, named as in configs/Embedded/
     dataset: str = "embedded"  # the configs' dataset name: <method>_mask_rcnn_..._<dataset>.yaml
     grids: dict = {}  # method -> its grid, where it differs from GRIDS
+    # method -> (source variant, {source setting: setting here}): the method is not tuned on
+    # this variant; it runs the setting the source variant's protocol chose (renamed where the
+    # two grids name one value differently), where a grid does not fit the time
+    carry_over: dict = {}
 
 
 VARIANTS = {
@@ -115,6 +119,14 @@ VARIANTS = {
             # |S| = 50 as on LVIS (its share of 1,203 classes), or twice it
             "fedloss": [("num_classes50", []),
                         ("num_classes100", ["MODEL.PEERS.FED_LOSS.NUM_CLASSES", "100"])],
+        }, carry_over={
+            # a 1,203-class run costs about three hours two at a time: the four peers take the
+            # small setting's choice, the baseline and LDA are tuned here (docs/icon_world.md)
+            "seesaw": ("icons_small", {}),
+            "eqlv2": ("icons_small", {}),
+            # |S| 4 at 100 classes is LVIS's share of the classes, which at 1,203 is LVIS's 50
+            "fedloss": ("icons_small", {"num_classes4": "num_classes50"}),
+            "balanced_softmax": ("icons_small", {}),
         }),
 }
 
@@ -140,6 +152,28 @@ def method_config(method, variant, root="."):
         if not (Path(root) / config).is_file():
             raise SystemExit(f"{method} has no config for the {variant} variant: {config} not found")
     return str(config)
+
+
+def carried_grid(method, variant, settings_dir):
+    """
+    The one-setting grid of a method that ``variant`` carries over (:attr:`Variant.carry_over`):
+    the setting chosen in the source variant's settings file ``settings_dir/tuned_<source>.json``,
+    with this variant's options; None while that file has no choice for it.
+    """
+    source, renamed = get_variant(variant).carry_over[method]
+    path = Path(settings_dir) / f"tuned_{source}.json"
+    try:
+        chosen = json.loads(path.read_text())["methods"][method]["chosen"]
+    except (OSError, ValueError, KeyError, TypeError):
+        chosen = None
+    if chosen is None:
+        return None
+    setting = renamed.get(chosen, chosen)
+    grid = dict(variant_grids(variant)[method])
+    if setting not in grid:
+        raise SystemExit(f"{path}: {method}'s chosen setting {chosen!r} has no counterpart in "
+                         f"the {variant} grid {list(grid)}")
+    return [(setting, grid[setting])]
 
 
 def variant_opts(variant):
@@ -300,8 +334,8 @@ def load_records(records, variant, grids, stale):
     return out
 
 
-def settings_file_content(variant, grids, scores, chosen, report_seeds=None):
-    report_seeds = report_seeds or {}
+def settings_file_content(variant, grids, scores, chosen, report_seeds=None, carried=None):
+    report_seeds, carried = report_seeds or {}, carried or {}
     return {
         "variant": variant,
         "selection": f"val {SELECT_TASK} {SELECT_METRIC}, seed {TUNE_SEED}; seed {TIE_SEED} "
@@ -311,6 +345,7 @@ def settings_file_content(variant, grids, scores, chosen, report_seeds=None):
         "methods": {
             m: {"chosen": chosen.get(m), "untuned": grid[0][0],
                 **({"report_seeds": list(report_seeds[m])} if m in report_seeds else {}),
+                **({"carried_over_from": carried[m]} if m in carried else {}),
                 "settings": {s: {"opts": opts,
                                  "val_ap": {str(k): v for k, v in
                                             sorted(scores.get(m, {}).get(s, {}).items())}}
@@ -333,9 +368,10 @@ def _other_methods(settings_file, variant, grids):
 
 
 def read_settings_file(path, only=None):
-    """(variant, grids, chosen, report_seeds) from a settings file written by
-    :func:`run_protocol` (report_seeds: {method: seeds} where not :data:`REPORT_SEEDS`), for
-    the methods ``only`` (default: all of the file's; each must have its setting chosen)."""
+    """(variant, grids, chosen, report_seeds, carried) from a settings file written by
+    :func:`run_protocol` (report_seeds: {method: seeds} where not :data:`REPORT_SEEDS`;
+    carried: {method: source variant} of the carried-over ones), for the methods ``only``
+    (default: all of the file's; each must have its setting chosen)."""
     data = json.loads(Path(path).read_text())
     methods = data["methods"]
     if only:
@@ -351,11 +387,13 @@ def read_settings_file(path, only=None):
         order = [v["untuned"]] + [s for s in v["settings"] if s != v["untuned"]]
         grids[m] = [(s, v["settings"][s]["opts"]) for s in order]
     report_seeds = {m: tuple(v["report_seeds"]) for m, v in methods.items() if "report_seeds" in v}
-    return data["variant"], grids, {m: v["chosen"] for m, v in methods.items()}, report_seeds
+    carried = {m: v["carried_over_from"] for m, v in methods.items() if "carried_over_from" in v}
+    return (data["variant"], grids, {m: v["chosen"] for m, v in methods.items()}, report_seeds,
+            carried)
 
 
 def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs=1,
-                 chosen=None, report_seeds=None, train=True):
+                 chosen=None, report_seeds=None, train=True, carried=None):
     """
     Runs the protocol to the end (or as far as the failures allow).
 
@@ -367,6 +405,7 @@ def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs
         chosen: the report mode's fixed settings; None: tune.
         report_seeds: {method: seeds} of the report where not :data:`REPORT_SEEDS`.
         train: False: run nothing, only read the finished runs' records.
+        carried: {method: source variant} of the methods whose one setting is carried over.
 
     Returns:
         (records {(method, setting, seed): record}, chosen {method: setting}, failed runs).
@@ -384,7 +423,8 @@ def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs
     def save_settings():
         if chosen is None and settings_file:
             scores, _, picked = state()
-            content = settings_file_content(variant, grids, scores, picked, report_seeds)
+            content = settings_file_content(variant, grids, scores, picked, report_seeds,
+                                            carried)
             # a run of some of the methods keeps the others' entries (runs in several sessions)
             kept = _other_methods(settings_file, variant, grids)
             content["methods"] = {**kept, **content["methods"]}
@@ -434,8 +474,9 @@ def tune_or_report(args, execute=None, root="."):
     if args.tune and args.report:
         raise SystemExit("--tune and --report exclude each other")
     if args.report:
-        variant, grids, chosen, report_seeds = read_settings_file(args.report, args.methods)
-        settings_file = None
+        variant, grids, chosen, report_seeds, carried = read_settings_file(args.report,
+                                                                           args.methods)
+        settings_file, waiting = None, []
     else:
         variant, chosen = args.variant, None
         known = variant_grids(variant)
@@ -444,9 +485,22 @@ def tune_or_report(args, execute=None, root="."):
         if unknown:
             raise SystemExit(f"--methods / --single-seed: no tuning grid for {unknown}; known: "
                              f"{list(known)}")
-        grids = {m: known[m] for m in names}
         report_seeds = {m: (TUNE_SEED,) for m in args.single_seed}
         settings_file = args.settings or Path(root) / "docs" / "benchmark" / f"tuned_{variant}.json"
+        carry_over = get_variant(variant).carry_over
+        grids, carried, waiting = {}, {}, []
+        for m in names:
+            if m not in carry_over:
+                grids[m] = known[m]
+            elif (grid := carried_grid(m, variant, Path(settings_file).parent)) is None:
+                waiting.append(m)
+            else:
+                grids[m], carried[m] = grid, carry_over[m][0]
+        if waiting:
+            logger.warning("%s: not run yet: their setting is carried over from %s, which has "
+                           "not chosen it (%s)", waiting,
+                           sorted({carry_over[m][0] for m in waiting}),
+                           Path(settings_file).parent)
         if args.finished_only:
             settings_file = None  # the protocol's file, written by the protocol only
     base_opts = variant_opts(variant)
@@ -493,20 +547,22 @@ def tune_or_report(args, execute=None, root="."):
     done, picked, failed = run_protocol(
         variant=variant, grids=grids, records=args.records, settings_file=settings_file,
         execute=run, stale=stale, jobs=args.jobs, chosen=chosen, report_seeds=report_seeds,
-        train=not args.finished_only)
+        train=not args.finished_only, carried=carried)
     if settings_file:
         logger.info("chosen settings: %s (written to %s)", picked, settings_file)
     results = {}
     for method, setting in picked.items():
         untuned = grids[method][0][0]
-        for label, name, seeds in ((method, setting, REPORT_SEEDS),
-                                   (f"{method} (untuned: {untuned})", untuned, UNTUNED_SEEDS)):
+        rows = [(method, setting, REPORT_SEEDS)]
+        if method not in carried:  # a carried-over setting has no untuned row here
+            rows.append((f"{method} (untuned: {untuned})", untuned, UNTUNED_SEEDS))
+        for label, name, seeds in rows:
             for seed in seeds:
                 if (method, name, seed) in done:
                     results.setdefault(label, {})[seed] = done[method, name, seed]
     table, data = build_report(results, args.baseline, args.bootstrap, args.jobs)
     write_report(out, table, data)
-    undecided = [m for m in grids if m not in picked]
+    undecided = [m for m in grids if m not in picked] + waiting
     if args.finished_only:
         print(table)
         if undecided:
