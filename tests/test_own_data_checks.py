@@ -25,8 +25,8 @@ CATEGORIES = [(42, "cup"), (7, "plate"), (13, "fork"), (99, "knife"), (55, "spoo
 IMAGE_IDS = list(range(1000, 1016))
 
 
-def _rect_mask(x, y, w, h):
-    m = np.zeros((H, W), dtype=np.uint8)
+def _rect_mask(x, y, w, h, size=(H, W)):
+    m = np.zeros(size, dtype=np.uint8)
     m[y:y + h, x:x + w] = 1
     return m
 
@@ -35,14 +35,14 @@ def _uncompressed(mask):
     flat = mask.flatten(order="F")
     bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
     runs = np.diff(bounds).tolist()
-    return {"size": [H, W], "counts": ([0] if flat[0] else []) + runs}
+    return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
 
 
 def _compressed(mask):
     from pycocotools import mask as mask_util
 
     rle = mask_util.encode(np.asfortranarray(mask))
-    return {"size": [H, W], "counts": rle["counts"].decode()}
+    return {"size": list(mask.shape), "counts": rle["counts"].decode()}
 
 
 # per image: (category id, x, y, w, h) of its objects; sizes cover COCO's small (< 32^2),
@@ -475,22 +475,10 @@ def _fuzz_base():
     """A small valid COCO file: 3 images, categories 8, 3, 1 listed out of order (1 without
     objects), polygons, compressed and uncompressed RLE, a crowd region."""
     h, w = 24, 32
+    unc, comp = _uncompressed, _compressed
 
     def rect(x, y, bw, bh):
-        m = np.zeros((h, w), dtype=np.uint8)
-        m[y:y + bh, x:x + bw] = 1
-        return m
-
-    def unc(m):
-        flat = m.flatten(order="F")
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
-        return {"size": [h, w], "counts": ([0] if flat[0] else []) + np.diff(bounds).tolist()}
-
-    def comp(m):
-        from pycocotools import mask as mask_util
-
-        return {"size": [h, w],
-                "counts": mask_util.encode(np.asfortranarray(m))["counts"].decode()}
+        return _rect_mask(x, y, bw, bh, size=(h, w))
 
     anns = [
         (1, 1, 8, [2, 3, 10, 8], [[2, 3, 12, 3, 12, 11, 2, 11]], 0),

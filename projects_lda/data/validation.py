@@ -76,15 +76,20 @@ class Tally:
         return f"{json_file}: " + "; ".join(parts)
 
 
+def _check_own_id(entry, value, json_file):
+    """An image's or annotation's ``id``: an integer >= 0 (hotcoco reads ids as unsigned)."""
+    if not _is_int(value):
+        raise AnnotationFileError(f"{entry} {value!r} in {json_file}: id {value!r} is a "
+                                  f"{_type_name(value)}, expected an integer")
+    if value < 0:
+        raise AnnotationFileError(f"{entry} {value} in {json_file}: id {value} is negative, "
+                                  "expected an integer >= 0")
+    return value
+
+
 def check_image(img, json_file, cat_ids):
     """Types and values of an image entry whose required keys are present."""
-    iid = img["id"]
-    if not _is_int(iid):
-        raise AnnotationFileError(f"Image {iid!r} in {json_file}: id {iid!r} is a "
-                                  f"{_type_name(iid)}, expected an integer")
-    if iid < 0:  # hotcoco reads ids as unsigned
-        raise AnnotationFileError(f"Image {iid} in {json_file}: id {iid} is negative, expected "
-                                  "an integer >= 0")
+    iid = _check_own_id("Image", img["id"], json_file)
     for key in ("height", "width"):
         v = img[key]
         if not _is_int(v) or v < 1:
@@ -147,13 +152,7 @@ def check_annotation(ann, size, json_file, tally):
 
 def check_annotation_ids(ann, json_file):
     """``id``, ``image_id`` and ``category_id`` of an annotation are integers."""
-    aid = ann["id"]
-    if not _is_int(aid):
-        raise AnnotationFileError(f"Annotation {aid!r} in {json_file}: id {aid!r} is a "
-                                  f"{_type_name(aid)}, expected an integer")
-    if aid < 0:  # hotcoco reads ids as unsigned
-        raise AnnotationFileError(f"Annotation {aid} in {json_file}: id {aid} is negative, "
-                                  "expected an integer >= 0")
+    aid = _check_own_id("Annotation", ann["id"], json_file)
     for key in ("image_id", "category_id"):
         v = ann[key]
         if not _is_int(v):
