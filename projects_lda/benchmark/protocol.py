@@ -162,10 +162,8 @@ def carried_grid(method, variant, settings_dir):
     """
     source, renamed = get_variant(variant).carry_over[method]
     path = Path(settings_dir) / f"tuned_{source}.json"
-    try:
-        chosen = json.loads(path.read_text())["methods"][method]["chosen"]
-    except (OSError, ValueError, KeyError, TypeError):
-        chosen = None
+    entry = _settings_entries(path, source).get(method)
+    chosen = entry.get("chosen") if isinstance(entry, dict) else None
     if chosen is None:
         return None
     setting = renamed.get(chosen, chosen)
@@ -355,16 +353,22 @@ def settings_file_content(variant, grids, scores, chosen, report_seeds=None, car
     }  # fmt: skip
 
 
-def _other_methods(settings_file, variant, grids):
-    """The entries of the methods not in ``grids`` in an existing settings file of ``variant``
-    (none if the file is absent or of another variant)."""
+def _settings_entries(settings_file, variant):
+    """{method: entry} of an existing settings file of ``variant`` (empty if the file is
+    absent, unreadable or of another variant)."""
     try:
-        old = json.loads(Path(settings_file).read_text())
+        data = json.loads(Path(settings_file).read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(old, dict) or old.get("variant") != variant:
+    if not isinstance(data, dict) or data.get("variant") != variant:
         return {}
-    return {m: e for m, e in old.get("methods", {}).items() if m not in grids}
+    methods = data.get("methods")
+    return methods if isinstance(methods, dict) else {}
+
+
+def _other_methods(settings_file, variant, grids):
+    """The entries of the methods not in ``grids`` in an existing settings file of ``variant``."""
+    return {m: e for m, e in _settings_entries(settings_file, variant).items() if m not in grids}
 
 
 def read_settings_file(path, only=None):
