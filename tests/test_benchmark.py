@@ -414,6 +414,55 @@ def test_records_and_unfinished_runs_of_another_config_are_run_again_and_kept(tm
     assert reason == "made with another config: SOLVER.MAX_ITER 7 in the record, 600 now"
 
 
+def test_runs_whose_evaluation_keys_changed_are_evaluated_again_not_retrained(tmp_path):
+    records, out = tmp_path / "runs", tmp_path / "out" / "exhaustive"
+    _tune(tmp_path, records, FakeRuns())
+    # finished runs of lda factor5 seed 0 and 1, made when the model kept 50 detections an
+    # image: seed 0's folder has its weights and results, seed 1's lost its weights
+    for seed, weights in ((0, True), (1, False)):
+        path = records / f"exhaustive/lda/factor5/seed{seed}.json"
+        rec = json.loads(path.read_text())
+        rec["config"] = _config_text(rec, "lda", TEST__DETECTIONS_PER_IMAGE=50)
+        path.write_text(json.dumps(rec))
+        run_dir = out / f"lda/factor5/seed{seed}"
+        (run_dir / "inference").mkdir(parents=True)
+        (run_dir / "inference/results.json").write_text("old")
+        (run_dir / "run.json").write_text(json.dumps(rec))
+        if weights:
+            (run_dir / "model_final.pth").write_bytes(b"weights")
+    # an unfinished baseline run of the old evaluation keys resumes from its checkpoint
+    unfinished = out / "baseline/rfs_t0.3/seed2"
+    unfinished.mkdir(parents=True)
+    opts = json.loads((records / "exhaustive/baseline/rfs_t0.3/seed2.json").read_text())["opts"]
+    (unfinished / "config.yaml").write_text(
+        _config_text({"opts": opts}, "baseline", MODEL__ROI_HEADS__SCORE_THRESH_TEST=0.3))
+    (unfinished / "model_0000099.pth").write_bytes(b"weights")
+    (records / "exhaustive/baseline/rfs_t0.3/seed2.json").unlink()
+    dirs_at_call = {}
+
+    def fake(method, setting, seed, opts, run_dir):
+        dirs_at_call[method, seed] = sorted(p.name for p in run_dir.glob("*"))
+        return FakeRuns()(method, setting, seed, opts, run_dir)
+
+    _tune(tmp_path, records, fake)
+    assert sorted(dirs_at_call) == [("baseline", 2), ("lda", 0), ("lda", 1)]
+    # evaluated in place from its weights, its old results and run.json kept beside
+    assert dirs_at_call["lda", 0] == ["inference.replaced", "model_final.pth", "run.json.replaced"]
+    assert (out / "lda/factor5/seed0/inference.replaced/results.json").read_text() == "old"
+    assert "DETECTIONS_PER_IMAGE: 50" in json.loads(
+        (records / "exhaustive/lda/factor5/seed0.json.replaced").read_text())["config"]
+    # no weights to evaluate: trained again from the start in a fresh folder, the old one kept
+    assert dirs_at_call["lda", 1] == []
+    assert (out / "lda/factor5/seed1.replaced/run.json").is_file()
+    assert dirs_at_call["baseline", 2] == ["config.yaml", "model_0000099.pth"]
+    # evaluation keys, and the training keys that only look like them
+    assert all(bp.is_evaluation_key(k) for k in (
+        "DATASETS.TEST", "TEST.DETECTIONS_PER_IMAGE", "TEST.LVIS_EVAL.DETECTIONS_PER_CATEGORY",
+        "INPUT.MIN_SIZE_TEST", "MODEL.RPN.POST_NMS_TOPK_TEST"))
+    assert not any(bp.is_evaluation_key(k) for k in (
+        "TEST.PRECISE_BN.ENABLED", "DATASETS.TRAIN", "INPUT.MIN_SIZE_TRAIN", "SOLVER.MAX_ITER"))
+
+
 def test_icons_1203_carries_the_peers_settings_over_from_the_small_setting(tmp_path):
     # the peers are not tuned at 1,203 classes: each runs the small setting's choice (named
     # there as in its grid, fedloss's |S| 4 renamed), once the small setting has chosen it

@@ -293,6 +293,22 @@ def config_changes(record, config_file, opts):
             if then[k] != now[k]}
 
 
+def is_evaluation_key(key):
+    """Whether a flat config key only changes how a trained model is evaluated (its test sets,
+    test-time sizes and thresholds, the detections kept, the metrics), not what it trains.
+    ``TEST.PRECISE_BN`` recomputes the weights' statistics after training: a training key."""
+    return (key == "DATASETS.TEST" or key.endswith("_TEST")
+            or (key.startswith("TEST.") and not key.startswith("TEST.PRECISE_BN.")))
+
+
+def evaluation_only_change(record, config_file, opts):
+    """Whether a record made with ``opts`` differs from ``config_file`` with them only in
+    evaluation keys (:func:`is_evaluation_key`): its weights stand, only its evaluation is old."""
+    changes = config_changes(record, config_file, opts)
+    return (record.get("opts") == list(opts) and bool(changes)
+            and all(is_evaluation_key(k) for k in changes))
+
+
 def stale_reason(record, config_file, opts):
     """Why a finished run's record does not count for a run of ``config_file`` with ``opts``
     (other options, or a config changed since); "" when it counts."""
@@ -541,6 +557,18 @@ def tune_or_report(args, execute=None, root="."):
         reason = stale(method, setting, record)
         if not reason and finished.is_file():
             return record
+        if (reason and evaluation_only_change(record, Path(root) / configs[method], opts)
+                and (not finished.is_file() or (run_dir / "model_final.pth").is_file())):
+            # the weights stand: an unfinished run resumes; a finished one is evaluated again
+            # from its model_final.pth, its old results and record kept beside
+            done_before = finished.is_file()
+            if done_before:
+                for old in (finished, run_dir / "inference"):
+                    if old.exists():
+                        os.replace(old, _free_name(old, ".replaced"))
+            logger.warning("%s: %s; only evaluation keys changed: %s", run_dir, reason,
+                           "evaluated again from model_final.pth" if done_before else "resumed")
+            return execute(method, setting, seed, opts, run_dir)
         if reason:  # its checkpoints must not be resumed from: trained again from the start
             aside = _free_name(run_dir, ".replaced")
             logger.warning("%s: %s; trained again from the start (the old run moved to %s)",
