@@ -385,6 +385,19 @@ def _config_text(record, method, **changes):
     return cfg.dump()
 
 
+def _unfinished_baseline_run(records, out, **changes):
+    """Turns the recorded baseline rfs_t0.3 seed 2 into a run interrupted at iteration 100
+    whose config.yaml had ``changes``: its record gone, its folder in ``out``."""
+    record = records / "exhaustive/baseline/rfs_t0.3/seed2.json"
+    run_dir = out / "baseline/rfs_t0.3/seed2"
+    run_dir.mkdir(parents=True)
+    opts = json.loads(record.read_text())["opts"]
+    (run_dir / "config.yaml").write_text(_config_text({"opts": opts}, "baseline", **changes))
+    (run_dir / "model_0000099.pth").write_bytes(b"weights")
+    record.unlink()
+    return run_dir
+
+
 def test_records_and_unfinished_runs_of_another_config_are_run_again_and_kept(tmp_path):
     records, out = tmp_path / "runs", tmp_path / "out" / "exhaustive"
     _tune(tmp_path, records, FakeRuns())
@@ -394,13 +407,7 @@ def test_records_and_unfinished_runs_of_another_config_are_run_again_and_kept(tm
         rec["config"] = _config_text(rec, "lda", **changes)
         path.write_text(json.dumps(rec))
     # an unfinished run of the baseline made with another lr: its checkpoint must not be resumed
-    unfinished = out / "baseline/rfs_t0.3/seed2"
-    unfinished.mkdir(parents=True)
-    opts = json.loads((records / "exhaustive/baseline/rfs_t0.3/seed2.json").read_text())["opts"]
-    (unfinished / "config.yaml").write_text(
-        _config_text({"opts": opts}, "baseline", SOLVER__BASE_LR=0.5))
-    (unfinished / "model_0000099.pth").write_bytes(b"weights")
-    (records / "exhaustive/baseline/rfs_t0.3/seed2.json").unlink()
+    unfinished = _unfinished_baseline_run(records, out, SOLVER__BASE_LR=0.5)
     again = FakeRuns()
     _tune(tmp_path, records, again)
     # the record whose schedule differs from the YAML's is run again, the matching one is not
@@ -431,13 +438,7 @@ def test_runs_whose_evaluation_keys_changed_are_evaluated_again_not_retrained(tm
         if weights:
             (run_dir / "model_final.pth").write_bytes(b"weights")
     # an unfinished baseline run of the old evaluation keys resumes from its checkpoint
-    unfinished = out / "baseline/rfs_t0.3/seed2"
-    unfinished.mkdir(parents=True)
-    opts = json.loads((records / "exhaustive/baseline/rfs_t0.3/seed2.json").read_text())["opts"]
-    (unfinished / "config.yaml").write_text(
-        _config_text({"opts": opts}, "baseline", MODEL__ROI_HEADS__SCORE_THRESH_TEST=0.3))
-    (unfinished / "model_0000099.pth").write_bytes(b"weights")
-    (records / "exhaustive/baseline/rfs_t0.3/seed2.json").unlink()
+    _unfinished_baseline_run(records, out, MODEL__ROI_HEADS__SCORE_THRESH_TEST=0.3)
     dirs_at_call = {}
 
     def fake(method, setting, seed, opts, run_dir):
