@@ -12,7 +12,11 @@ from detectron2.structures import Boxes, Instances, BitMasks
 from detectron2.utils.events import EventStorage
 
 from projects_lda import get_project_cfg
-from projects_lda.modeling.mask_head import SelectedClassMaskHead, selected_class_logits
+from projects_lda.modeling.mask_head import (
+    CPU_INFERENCE_CHUNK,
+    SelectedClassMaskHead,
+    selected_class_logits,
+)
 
 C, D, M = 7, 8, 14  # classes, channels, pooled size (masks of 2M)
 
@@ -90,6 +94,45 @@ def test_inference_masks_match_detectron2s_head():
     torch.testing.assert_close(masks[0], masks[1], rtol=0, atol=1e-6)
     # the channels differ between classes: choosing the wrong one would have shown
     assert (masks[1][2] - masks[1][1]).abs().max() > 0.01
+
+
+def test_cpu_inference_in_chunks_gives_the_masks_of_one_pass():
+    ours, theirs = _heads()
+    n = 2 * CPU_INFERENCE_CHUNK + 5  # two full chunks and a partial one
+    x = torch.randn(n, D, M, M, generator=torch.Generator().manual_seed(4))
+    classes = torch.randint(0, C, (n,), generator=torch.Generator().manual_seed(5))
+    masks = []
+    for head in (ours, theirs):
+        inst = Instances((32, 32))
+        inst.pred_boxes = Boxes(torch.tensor([[1.0, 1.0, 30.0, 30.0]]).repeat(n, 1))
+        inst.pred_classes = classes
+        with torch.no_grad():
+            masks.append(head.eval()(x, [inst])[0].pred_masks)
+    assert masks[0].shape == (n, 1, 2 * M, 2 * M)
+    torch.testing.assert_close(masks[0], masks[1], rtol=0, atol=1e-6)
+
+
+def test_traced_head_takes_any_number_of_rois():
+    class Logits(torch.nn.Module):  # tensors in and out, as the export traces them
+        def __init__(self, head):
+            super().__init__()
+            self.head = head
+
+        def forward(self, x, classes):
+            return self.head.mask_logits(x, classes)
+
+    logits = Logits(_heads()[0]).eval()
+
+    def inputs(n):
+        g = torch.Generator().manual_seed(n)
+        return torch.randn(n, D, M, M, generator=g), torch.randint(0, C, (n,), generator=g)
+
+    with torch.no_grad():
+        traced = torch.jit.trace(logits, inputs(CPU_INFERENCE_CHUNK + 8))
+        many = inputs(3 * CPU_INFERENCE_CHUNK + 1)  # more chunks than the traced input had
+        out = traced(*many)
+        assert out.shape == (3 * CPU_INFERENCE_CHUNK + 1, 1, 2 * M, 2 * M)
+        torch.testing.assert_close(out, logits(*many), rtol=0, atol=1e-5)
 
 
 def test_class_agnostic_is_the_parent_head():

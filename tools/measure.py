@@ -11,6 +11,7 @@ Measurements behind docs/scale.md, docs/performance.md, docs/reliability.md and 
     python tools/measure.py rss --iters 300 --every 25  # memory of a long training run
     python tools/measure.py profile --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml
     python tools/measure.py class-ap-spread --n 5 14 40 60
+    python tools/measure.py mask-head --rois 100 300 800 --chunks 0 8 16 32 64 128
 
 ``python tools/measure.py COMMAND --help`` says what each one measures and prints. The LVIS-shape
 code (predictor, step, configs) is projects_lda/benchmark/lvis_rehearsal.py; the LVIS v1-shaped
@@ -46,6 +47,7 @@ from projects_lda.worlds.lvis_shaped import (
     register_lvis_shaped,
 )
 from projects_lda.engine.defaults import Trainer, setup
+from projects_lda.config import get_project_cfg
 from projects_lda.benchmark.host_syncs import SYNC_OPS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: its configs/
@@ -567,6 +569,48 @@ def _add_rehearsal_options(p, default_warmup):
                    help="mixed precision (float16 on CUDA, bfloat16 on the CPU)")
 
 
+# ------------------------------------------------------------------------- mask head
+def mask_head(args):
+    """
+    Inference time of the config's mask head (SelectedClassMaskHead: its convolutions, the
+    deconvolution and the selected class's logits) on random ROI features, by the number of
+    ROIs an image and the ROIs a pass (``--chunks``; 0: all in one pass, the baseline of the
+    ratios). Median of ``--repeats`` runs after one warm-up.
+    """
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.roi_heads.mask_head import build_mask_head
+
+    cfg = get_project_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list([*args.opts, "MODEL.ROI_MASK_HEAD.NAME", "SelectedClassMaskHead"])
+    size = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
+    head = build_mask_head(cfg, ShapeSpec(channels=cfg.MODEL.FPN.OUT_CHANNELS, width=size,
+                                          height=size)).eval()
+    g = torch.Generator().manual_seed(0)
+    print(f"{args.config_file}: {cfg.MODEL.ROI_HEADS.NUM_CLASSES} classes, "
+          f"{cfg.MODEL.ROI_MASK_HEAD.CONV_DIM} channels, {size}x{size} ROIs, "
+          f"{torch.get_num_threads()} torch thread(s)")
+    print(f"{'ROIs':>6} " + " ".join(f"{'chunk ' + str(c) + ' ms':>16} {'/ one pass':>10}"
+                                     for c in args.chunks))
+    for n in args.rois:
+        x = torch.randn(n, cfg.MODEL.FPN.OUT_CHANNELS, size, size, generator=g)
+        classes = torch.randint(0, cfg.MODEL.ROI_HEADS.NUM_CLASSES, (n,), generator=g)
+        medians = {}
+        with torch.no_grad():
+            for c in args.chunks:
+                head.mask_logits(x, classes, chunk=c)
+                times = []
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    head.mask_logits(x, classes, chunk=c)
+                    times.append(time.perf_counter() - t)
+                medians[c] = statistics.median(times)
+        base = medians.get(0)
+        cells = [f"{1000 * t:16.1f} " + (f"{t / base:10.2f}" if base else f"{'-':>10}")
+                 for t in medians.values()]
+        print(f"{n:>6} " + " ".join(cells))
+
+
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -640,6 +684,14 @@ def get_parser():
     p.add_argument("--datasets", type=int, default=50)
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+
+    p = command(mask_head, "mask-head", "CPU inference time of the mask head by ROIs a pass")
+    p.add_argument("--config-file", default="configs/Icons1203/mask_rcnn_R_18_FPN_cpu_icons1203.yaml")
+    p.add_argument("--rois", type=int, nargs="+", default=[100, 300, 800], help="ROIs an image")
+    p.add_argument("--chunks", type=int, nargs="+", default=[0, 8, 16, 32, 64, 128],
+                   help="ROIs a pass (0: one pass)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config options (KEY VALUE ...)")
     return parser
 
 

@@ -9,7 +9,9 @@ channels, 28x28) it was about a fifth of a CPU training step and most of inferen
 detections an image (docs/performance.md). :class:`SelectedClassMaskHead` has the same modules
 and weights (checkpoints load either way) and gives the same losses, gradients and masks (to
 floating-point rounding), computing the one channel per ROI from the selected class's row of the
-predictor's weight.
+predictor's weight. On the CPU its inference runs the ROIs in chunks of
+:data:`CPU_INFERENCE_CHUNK`: the 28x28 layers are memory-bound there, and a chunk's activations
+stay in cache (docs/performance.md has the measurement).
 """
 import torch
 
@@ -21,7 +23,11 @@ from detectron2.modeling.roi_heads.mask_head import (
     mask_rcnn_loss,
 )
 
-__all__ = ["SelectedClassMaskHead", "selected_class_logits"]
+__all__ = ["SelectedClassMaskHead", "selected_class_logits", "CPU_INFERENCE_CHUNK"]
+
+# ROIs per pass of CPU inference: 32 ROIs' 64-channel 28x28 activations are 6 MB, within a
+# core's share of cache; whole batches of 800 ROIs (160 MB a layer) ran 2x slower
+CPU_INFERENCE_CHUNK = 32
 
 
 def selected_class_logits(features, weight, bias, classes):
@@ -53,16 +59,30 @@ class SelectedClassMaskHead(MaskRCNNConvUpsampleHead):
     prediction for every ROI. With ``CLS_AGNOSTIC_MASK`` it is the parent head.
     """
 
-    def forward(self, x, instances):
-        if self.predictor.out_channels == 1:  # class-agnostic: one channel is all there is
-            return super().forward(x, instances)
+    def _selected_logits(self, x, classes):
         for layer in self.children():  # every layer but the predictor, in order
             if layer is not self.predictor:
                 x = layer(x)
+        return selected_class_logits(x, self.predictor.weight, self.predictor.bias, classes)
+
+    def mask_logits(self, x, classes, chunk=CPU_INFERENCE_CHUNK):
+        """(N, 1, 2M, 2M) mask logits of the ROI features ``x`` (N, D, M, M), each ROI's for
+        its class in ``classes`` (N,); ``chunk``: ROIs per pass of CPU inference (0: one)."""
+        # one pass when training (autograd keeps every activation anyway), on a GPU, and when
+        # traced for export (a traced loop would fix the number of ROIs)
+        if (self.training or x.device.type != "cpu" or torch.jit.is_tracing()
+                or not 0 < chunk < len(x)):
+            return self._selected_logits(x, classes)
+        return cat([self._selected_logits(x[i:i + chunk], classes[i:i + chunk])
+                    for i in range(0, len(x), chunk)])
+
+    def forward(self, x, instances):
+        if self.predictor.out_channels == 1:  # class-agnostic: one channel is all there is
+            return super().forward(x, instances)
         field = "gt_classes" if self.training else "pred_classes"
         classes = cat([i.get(field) for i in instances]) if instances else x.new_zeros(
             (0,), dtype=torch.int64)
-        logits = selected_class_logits(x, self.predictor.weight, self.predictor.bias, classes)
+        logits = self.mask_logits(x, classes)
         if self.training:
             return {"loss_mask": mask_rcnn_loss(logits, instances, self.vis_period)
                     * self.loss_weight}
