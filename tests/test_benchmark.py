@@ -72,6 +72,15 @@ def test_coverage_tables_count_classes_never_predicted_by_group():
     assert report.coverage_tables({"old": {0: {"analysis": {}}}}) == []
 
 
+def test_top_per_image_keeps_each_images_best_k():
+    rows = [{"image_id": i, "score": s, "category_id": c}
+            for i, s, c in ((1, 0.2, 5), (1, 0.9, 6), (2, 0.1, 7), (1, 0.5, 7), (2, 0.3, 5))]
+    assert [(r["image_id"], r["category_id"]) for r in runs.top_per_image(rows, 2)] == \
+        [(1, 6), (1, 7), (2, 5), (2, 7)]
+    assert [r["category_id"] for r in runs.top_per_image(rows, 1)] == [6, 5]
+    assert len(runs.top_per_image(rows, -1)) == 5 and runs.top_per_image([], 3) == []
+
+
 def test_median_iteration_time_skips_warmup(tmp_path):
     rows = [{"iteration": i, "time": 5.0 if i < 10 else 1.0 + (i % 3), "total_loss": 1.0}
             for i in range(0, 100, 5)]

@@ -108,6 +108,16 @@ def inference_time(out_dir):
     return json.loads(files[-1].read_text())["inference_s_per_image"] if files else None
 
 
+def top_per_image(rows, k):
+    """The ``k`` highest-scoring of each image's result rows (all when ``k`` < 0): what a
+    per-image cap of ``k`` keeps of a model that emits more."""
+    by_image = {}
+    for r in rows:
+        by_image.setdefault(r["image_id"], []).append(r)
+    return [r for image_rows in by_image.values()
+            for r in sorted(image_rows, key=lambda r: -r["score"])[: k if k >= 0 else None]]
+
+
 def analyse_run(val_json, results_json, max_dets):
     """Per-class AP, TIDE breakdown and group confusions of one run, per task."""
     with open(results_json) as f:  # read once: both tasks and the counts below use it
@@ -123,9 +133,9 @@ def analyse_run(val_json, results_json, max_dets):
         }
     out["class_image_count"] = {c["id"]: c.get("image_count") for c in cats}
     out["class_frequency"] = {c["id"]: c.get("frequency") for c in cats}
-    # how often each class is predicted at all: a class a model never outputs (its scores always
-    # below the others' within the per-image cap) shows here, not in an AP of 0
-    counts = Counter(r["category_id"] for r in rows)
+    # how often each class is predicted within the standard AP's per-image cap: a class a model
+    # never outputs there (its scores always below the others') shows here, not in an AP of 0
+    counts = Counter(r["category_id"] for r in top_per_image(rows, max_dets))
     out["detections_per_class"] = {c["id"]: counts.get(c["id"], 0) for c in cats}
     return out
 
