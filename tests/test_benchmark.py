@@ -206,9 +206,9 @@ FAKE_VAL_AP = {("baseline", "rfs_t0.1", 0): 40.0, ("baseline", "rfs_t0.3", 0): 4
 class FakeRuns:
     """Stands in for training: a record with the fake val AP (test AP = val AP + 1)."""
 
-    def __init__(self, fail=(), stop_after=None, prefix="lvis_embedded"):
+    def __init__(self, fail=(), stop_after=None, prefix="lvis_embedded", val_ap=None):
         self.calls, self.fail, self.stop_after = [], set(fail), stop_after
-        self.prefix = prefix
+        self.prefix, self.val_ap = prefix, FAKE_VAL_AP if val_ap is None else val_ap
 
     def __call__(self, method, setting, seed, opts, run_dir):
         if self.stop_after is not None and len(self.calls) >= self.stop_after:
@@ -216,7 +216,7 @@ class FakeRuns:
         self.calls.append((method, setting, seed))
         if (method, setting, seed) in self.fail:
             return None
-        val = FAKE_VAL_AP.get((method, setting, seed), 30.0 + seed)
+        val = self.val_ap.get((method, setting, seed), 30.0 + seed)
         metrics = {k: val for k in runs.METRICS}
         test = {k: val + 1 for k in runs.METRICS}
         return {"seed": seed, "opts": opts, "bbox": test, "segm": dict(test),
@@ -264,6 +264,15 @@ def test_tune_then_report_and_resume(tmp_path):
     assert sorted(report.calls) == sorted(
         [("baseline", "rfs_t0.3", s) for s in (0, 1, 2)] + [("baseline", "rfs_t0.1", 0)]
         + [("lda", "factor5", s) for s in (0, 1, 2)] + [("lda", "factor1", 0)])
+
+
+def test_a_chosen_default_setting_has_no_separate_untuned_row(tmp_path):
+    default_wins = {**FAKE_VAL_AP, ("baseline", "rfs_t0.1", 0): 46.0}
+    _tune(tmp_path, tmp_path / "runs", FakeRuns(val_ap=default_wins))
+    table = (tmp_path / "runs/exhaustive/results.md").read_text()
+    assert "| baseline | 3 | 37.3 ± 8.4 |" in table  # test AP of rfs_t0.1 seeds 0-2: 47, 32, 33
+    assert "baseline (untuned" not in table
+    assert "| lda (untuned: factor1) | 1 |" in table
 
 
 def test_tuning_some_methods_keeps_the_others_in_the_settings_file(tmp_path):

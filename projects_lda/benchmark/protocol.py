@@ -586,7 +586,8 @@ def tune_or_report(args, execute=None, root="."):
     for method, setting in picked.items():
         untuned = grids[method][0][0]
         rows = [(method, setting, REPORT_SEEDS)]
-        if method not in carried:  # a carried-over setting has no untuned row here
+        # no untuned row for a carried-over setting (not tuned here) or a chosen default
+        if method not in carried and setting != untuned:
             rows.append((f"{method} (untuned: {untuned})", untuned, UNTUNED_SEEDS))
         for label, name, seeds in rows:
             for seed in seeds:
