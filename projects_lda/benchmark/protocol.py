@@ -342,7 +342,8 @@ def load_records(records, variant, grids, stale):
                 record = json.loads(f.read_text())
                 reason = stale(method, setting, record)
                 if reason:
-                    logger.warning("%s: %s; will run again (or, where only evaluation keys changed, be evaluated again)", f, reason)
+                    logger.warning("%s: %s; will run again (evaluated again from its weights "
+                                   "where only evaluation keys changed)", f, reason)
                     continue
                 out[method, setting, seed] = record
     return out
