@@ -26,7 +26,7 @@ from detectron2.modeling.roi_heads.mask_head import (
 __all__ = ["SelectedClassMaskHead", "selected_class_logits", "CPU_INFERENCE_CHUNK"]
 
 # ROIs per pass of CPU inference: 32 ROIs' 64-channel 28x28 activations are 6 MB, within a
-# core's share of cache; whole batches of 800 ROIs (160 MB a layer) ran 2x slower
+# core's share of cache, where 800 ROIs' are 160 MB a layer (docs/performance.md measures it)
 CPU_INFERENCE_CHUNK = 32
 
 
