@@ -686,7 +686,8 @@ def get_parser():
     p.add_argument("--seed", type=int, default=0)
 
     p = command(mask_head, "mask-head", "CPU inference time of the mask head by ROIs a pass")
-    p.add_argument("--config-file", default="configs/Icons1203/mask_rcnn_R_18_FPN_cpu_icons1203.yaml")
+    p.add_argument("--config-file",
+                   default=str(REPO_ROOT / "configs/Icons1203/mask_rcnn_R_18_FPN_cpu_icons1203.yaml"))
     p.add_argument("--rois", type=int, nargs="+", default=[100, 300, 800], help="ROIs an image")
     p.add_argument("--chunks", type=int, nargs="+", default=[0, 8, 16, 32, 64, 128],
                    help="ROIs a pass (0: one pass)")
