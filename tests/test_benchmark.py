@@ -288,6 +288,16 @@ def test_tuning_some_methods_keeps_the_others_in_the_settings_file(tmp_path):
     methods = tune("lda")  # another session tunes LDA: the baseline's entry stays
     assert {m: v["chosen"] for m, v in methods.items()} == {"baseline": "rfs_t0.3",
                                                            "lda": "factor5"}
+    # and its tables hold both methods, the baseline's read from its records (test AP of
+    # rfs_t0.3 seeds 0-2: 46, 32, 33)
+    rows = [line.split(" | ")[:3] for line in
+            (records / "exhaustive/results.md").read_text().split("\n\n")[0].splitlines()[2:]]
+    assert rows == [["| baseline", "3", "37.0 ± 7.8"],
+                    ["| baseline (untuned: rfs_t0.1)", "1", "41.0"],
+                    ["| lda", "3", "52.3 ± 1.0"], ["| lda (untuned: factor1)", "1", "51.0"]]
+    (records / "exhaustive/baseline/rfs_t0.3/seed1.json").unlink()
+    tune("lda")  # a method of the file whose records are missing: only the rows recorded
+    assert "| baseline | 2 |" in (records / "exhaustive/results.md").read_text()
 
 
 def test_tune_resumes_after_interruption_and_ignores_other_options(tmp_path):

@@ -388,6 +388,12 @@ def _other_methods(settings_file, variant, grids):
     return {m: e for m, e in _settings_entries(settings_file, variant).items() if m not in grids}
 
 
+def _entry_grid(entry):
+    """The grid [(setting, opts)] of a settings-file entry, the paper's default first."""
+    order = [entry["untuned"]] + [s for s in entry["settings"] if s != entry["untuned"]]
+    return [(s, entry["settings"][s]["opts"]) for s in order]
+
+
 def read_settings_file(path, only=None):
     """(variant, grids, chosen, report_seeds, carried) from a settings file written by
     :func:`run_protocol` (report_seeds: {method: seeds} where not :data:`REPORT_SEEDS`;
@@ -403,10 +409,7 @@ def read_settings_file(path, only=None):
     undecided = [m for m, v in methods.items() if v.get("chosen") is None]
     if undecided:
         raise SystemExit(f"{path}: no setting chosen yet for {undecided}; run --tune first")
-    grids = {}
-    for m, v in methods.items():  # the paper's default first
-        order = [v["untuned"]] + [s for s in v["settings"] if s != v["untuned"]]
-        grids[m] = [(s, v["settings"][s]["opts"]) for s in order]
+    grids = {m: _entry_grid(v) for m, v in methods.items()}
     report_seeds = {m: tuple(v["report_seeds"]) for m, v in methods.items() if "report_seeds" in v}
     carried = {m: v["carried_over_from"] for m, v in methods.items() if "carried_over_from" in v}
     return (data["variant"], grids, {m: v["chosen"] for m, v in methods.items()}, report_seeds,
@@ -497,7 +500,7 @@ def tune_or_report(args, execute=None, root="."):
     if args.report:
         variant, grids, chosen, report_seeds, carried = read_settings_file(args.report,
                                                                            args.methods)
-        settings_file, waiting = None, []
+        settings_file, waiting, others, tabled = None, [], {}, {}
     else:
         variant, chosen = args.variant, None
         known = variant_grids(variant)
@@ -522,15 +525,23 @@ def tune_or_report(args, execute=None, root="."):
                            "not chosen it (%s)", waiting,
                            sorted({carry_over[m][0] for m in waiting}),
                            Path(settings_file).parent)
+        # the methods another session tuned (a setting chosen in the settings file): their
+        # records are read into the tables, so a run of some methods tables all of them
+        others = {m: e for m, e in _other_methods(settings_file, variant, grids).items()
+                  if m in known and m not in names and e.get("chosen") is not None}
+        tabled = {m: _entry_grid(e) for m, e in others.items()}
+        carried.update({m: e["carried_over_from"] for m, e in others.items()
+                        if "carried_over_from" in e})
         if args.finished_only:
             settings_file = None  # the protocol's file, written by the protocol only
     base_opts = variant_opts(variant)
-    configs = {m: method_config(m, variant, root) for m in grids}
+    every_grid = {**grids, **tabled}
+    configs = {m: method_config(m, variant, root) for m in every_grid}
     out = Path(args.output) / variant
     env = child_env(args.jobs)
 
     def opts_of(method, setting):
-        return [*METHODS[method][1], *dict(grids[method])[setting], *base_opts, *args.opts]
+        return [*METHODS[method][1], *dict(every_grid[method])[setting], *base_opts, *args.opts]
 
     def subprocess_execute(method, setting, seed, opts, run_dir):
         label = f"{method} {setting} seed {seed}"
@@ -583,9 +594,14 @@ def tune_or_report(args, execute=None, root="."):
         train=not args.finished_only, carried=carried)
     if settings_file:
         logger.info("chosen settings: %s (written to %s)", picked, settings_file)
+    if tabled:
+        done = {**load_records(args.records, variant, tabled, stale), **done}
+        picked = {**{m: e["chosen"] for m, e in others.items()}, **picked}
+        rank = list(variant_grids(variant))
+        picked = {m: picked[m] for m in sorted(picked, key=rank.index)}
     results = {}
     for method, setting in picked.items():
-        untuned = grids[method][0][0]
+        untuned = every_grid[method][0][0]
         rows = [(method, setting, REPORT_SEEDS)]
         # no untuned row for a carried-over setting (not tuned here) or a chosen default
         if method not in carried and setting != untuned:
