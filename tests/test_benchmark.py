@@ -1,6 +1,7 @@
 """tools/benchmark.py (projects_lda/benchmark/): the table arithmetic on hand-made records, a real
 two-method run, and the tuning protocol with fake runs."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -364,6 +365,32 @@ def test_failed_run_is_named_and_blocks_only_its_method(tmp_path):
     assert settings["methods"]["baseline"]["chosen"] == "rfs_t0.3"
     assert settings["methods"]["lda"]["chosen"] is None
     assert ("baseline", "rfs_t0.3", 2) in fake.calls
+
+
+def test_a_run_another_command_is_training_is_left_to_it(tmp_path):
+    run_dir = tmp_path / "out/exhaustive/baseline/rfs_t0.1/seed0"
+    with runs.run_lock(run_dir) as holder:
+        assert holder is None
+        assert (tmp_path / "out/exhaustive/baseline/rfs_t0.1/seed0.lock").read_text() == \
+            f"{os.getpid()}\n"
+        with runs.run_lock(run_dir) as other:  # a second command: told who holds it
+            assert other == str(os.getpid())
+        fake = FakeRuns()
+        with pytest.raises(SystemExit, match=r"^runs trained by another command, not tabled "
+                           rf"here: baseline rfs_t0.1 seed 0 \(pid {os.getpid()}\); no setting "
+                           r"chosen for \['baseline'\]$"):
+            _tune(tmp_path, tmp_path / "runs", fake)
+        assert ("baseline", "rfs_t0.1", 0) not in fake.calls
+        assert ("lda", "factor5", 2) in fake.calls  # the other method goes on
+        # the plain --methods mode too
+        with runs.run_lock(tmp_path / "plain/baseline/seed0"), pytest.raises(
+                SystemExit, match=r"left out of the table: baseline seed 0 \(trained by another "
+                                  rf"command, pid {os.getpid()}\)$"):
+            cli.main(["--methods", "baseline", "--seeds", "0", "--output", str(tmp_path / "plain")])
+        assert not (tmp_path / "plain/baseline/seed0").exists()  # not started
+    rest = FakeRuns()  # released (as when the other command ends): this one trains it
+    _tune(tmp_path, tmp_path / "runs", rest)
+    assert ("baseline", "rfs_t0.1", 0) in rest.calls
 
 
 def test_many_class_variant_runs_its_configs_grids_and_single_seed_methods(tmp_path):

@@ -53,7 +53,8 @@ from pathlib import Path
 
 from .protocol import tune_or_report
 from .report import build_report, write_report
-from .runs import METHODS, child_env, collect, resolve_method, train_in_subprocess
+from .runs import (METHODS, child_env, collect, resolve_method, run_lock,
+                   train_in_subprocess)
 
 logger = logging.getLogger("benchmark")
 
@@ -121,15 +122,23 @@ def benchmark(args, root="."):
             pending.append((f"{name} seed {seed}", run_dir, config, seed, [*extra, *args.opts]))
     env = child_env(args.jobs)
     failed = []
+
+    def train(label, run_dir, *rest):
+        """Why the run did not finish ("" when it did)."""
+        with run_lock(run_dir) as holder:
+            if holder is not None:
+                return f"{label} (trained by another command, pid {holder})"
+            code = train_in_subprocess(label, run_dir, *rest, env, root)
+            return f"{label} (exit {code}, {run_dir / 'stdout.txt'})" if code else ""
+
     # the pool starts runs in the order submitted (seed by seed); a free slot takes the next
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(train_in_subprocess, *p, env, root): p for p in pending}
+        futures = {pool.submit(train, *p): p for p in pending}
         for future in as_completed(futures):
-            label, run_dir = futures[future][:2]
-            code = future.result()
-            if code != 0:  # keep going: the other runs are still worth having
-                logger.error("%s failed (exit %d); see %s", label, code, run_dir / "stdout.txt")
-                failed.append((label, f"{label} (exit {code}, {run_dir / 'stdout.txt'})"))
+            why = future.result()
+            if why:  # keep going: the other runs are still worth having
+                logger.error("%s", why)
+                failed.append((futures[future][0], why))
     failed = [text for _, text in sorted(failed)]
     table, data = build_report(collect(out, methods, args.seeds), args.baseline, args.bootstrap,
                                args.jobs)

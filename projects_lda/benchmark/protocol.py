@@ -41,7 +41,7 @@ import yaml
 
 from ..config import flat_config, get_project_cfg
 from .report import build_report, write_report
-from .runs import METHODS, child_env, train_in_subprocess
+from .runs import METHODS, child_env, run_lock, train_in_subprocess
 
 logger = logging.getLogger("benchmark")
 
@@ -556,9 +556,20 @@ def tune_or_report(args, execute=None, root="."):
     def stale(method, setting, record):
         return stale_reason(record, Path(root) / configs[method], opts_of(method, setting))
 
+    busy = {}  # {run: pid} of the runs another command is training
+
     def run(method, setting, seed):
-        opts = opts_of(method, setting)
         run_dir = out / method / setting / f"seed{seed}"
+        with run_lock(run_dir) as holder:
+            if holder is None:
+                return run_unlocked(method, setting, seed, run_dir)
+        logger.error("%s %s seed %d: another benchmark command (pid %s) is training %s; left to "
+                     "it", method, setting, seed, holder, run_dir)
+        busy[method, setting, seed] = holder
+        return None
+
+    def run_unlocked(method, setting, seed, run_dir):
+        opts = opts_of(method, setting)
         finished, started = run_dir / "run.json", run_dir / "config.yaml"
         if finished.is_file():  # finished before its record was copied
             record = json.loads(finished.read_text())
@@ -623,6 +634,13 @@ def tune_or_report(args, execute=None, root="."):
                  {k: v for k, v in data.items() if k != "runs"})
     print(table)
     if failed or undecided:
-        raise SystemExit("runs failed: " + "; ".join(f"{m} {s} seed {k}" for m, s, k in failed)
-                         + (f"; no setting chosen for {undecided}" if undecided else ""))
+        why = []
+        if crashed := [r for r in failed if r not in busy]:
+            why.append("runs failed: " + "; ".join(f"{m} {s} seed {k}" for m, s, k in crashed))
+        if busy:
+            why.append("runs trained by another command, not tabled here: " + "; ".join(
+                f"{m} {s} seed {k} (pid {pid})" for (m, s, k), pid in sorted(busy.items())))
+        if undecided:
+            why.append(f"no setting chosen for {undecided}")
+        raise SystemExit("; ".join(why))
     return results

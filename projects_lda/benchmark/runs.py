@@ -4,6 +4,8 @@ process of its own (``python -m projects_lda.benchmark.runs CONFIG OUT_DIR SEED 
 which leaves its record in ``OUT_DIR/run.json``.
 """
 import argparse
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -232,6 +234,34 @@ def child_env(jobs):
     if jobs > 1:
         env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """
+    Holds ``<run_dir>.lock`` while a run is prepared, trained and evaluated, so that two
+    benchmark commands (side by side, or one started twice) never train into, move or
+    re-evaluate one run folder at once. Yields None when this command holds it, else the pid
+    written there by the command that does. An ``flock``: the system releases it when its
+    process ends, however it ends, so a killed command leaves nothing to clean up.
+    """
+    path = Path(run_dir).parent / (Path(run_dir).name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            yield f.read().strip() or "unknown"
+            return
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            yield None
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def train_in_subprocess(label, run_dir, config_file, seed, opts, env, root="."):
