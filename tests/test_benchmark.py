@@ -299,6 +299,7 @@ def test_tuning_some_methods_keeps_the_others_in_the_settings_file(tmp_path):
     (records / "exhaustive/baseline/rfs_t0.3/seed1.json").unlink()
     tune("lda")  # a method of the file whose records are missing: only the rows recorded
     assert "| baseline | 2 |" in (records / "exhaustive/results.md").read_text()
+    assert list(tune("baseline")) == ["baseline", "lda"]  # the variant's order, not the writer's
 
 
 def test_tune_resumes_after_interruption_and_ignores_other_options(tmp_path):

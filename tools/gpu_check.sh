@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command to check the project on a CUDA machine (about 5-8 minutes on one GPU). Every step
+# One command to check the project on a CUDA machine (minutes on one GPU: docs/scale.md). Every step
 # runs even if an earlier one fails (GPU time is scarce: one failure should not cost the other
 # figures); the failed steps are listed at the end and the exit status is then 1. In this order:
 #   (c) the CUDA tests (tests/test_cuda.py: buffers on the GPU, float64 counts over NCCL, scores);
@@ -67,8 +67,8 @@ else
               MODEL.ROI_MASK_HEAD.CONV_DIM 16 TEST.DETECTIONS_PER_IMAGE 10)
   REH=(--device cpu --rounds 1 --warmup 0 --size tiny --test-images 1 --min-size 160 --max-size 224
        --threads 1 --opts "${TINY_HEADS[@]}")
-  # mixed precision on a CPU is bfloat16, whose convolutions run ~190x slower than float32
-  # without hardware support (about 12 s an iteration even at 32 px): the dry run takes that
+  # mixed precision on a CPU is bfloat16, whose convolutions run far slower than float32
+  # without hardware support (docs/scale.md, "GPU check"): the dry run takes that
   # step at the smallest size and for LDA alone (its loss under autocast is what the step is
   # there for; the baseline's is detectron2's own AMP path, interleaved on the GPU)
   REH_AMP=(--device cpu --rounds 1 --warmup 0 --size tiny --test-images 1 --min-size 32 --max-size 48

@@ -120,8 +120,8 @@ VARIANTS = {
             "fedloss": [("num_classes50", []),
                         ("num_classes100", ["MODEL.PEERS.FED_LOSS.NUM_CLASSES", "100"])],
         }, carry_over={
-            # a 1,203-class run costs about three hours two at a time: the four peers take the
-            # small setting's choice, the baseline and LDA are tuned here (docs/icon_world.md)
+            # a 1,203-class run costs hours (docs/icon_world.md, "Settings"): the four peers take
+            # the small setting's choice, the baseline and LDA are tuned here
             "seesaw": ("icons_small", {}),
             "eqlv2": ("icons_small", {}),
             # |S| 4 at 100 classes is LVIS's share of the classes, which at 1,203 is LVIS's 50
@@ -388,6 +388,12 @@ def _other_methods(settings_file, variant, grids):
     return {m: e for m, e in _settings_entries(settings_file, variant).items() if m not in grids}
 
 
+def _method_rank(variant):
+    """Sort key of method names: the variant's order (``VARIANTS``), others after it."""
+    order = list(variant_grids(variant))
+    return lambda m: order.index(m) if m in order else len(order)
+
+
 def _entry_grid(entry):
     """The grid [(setting, opts)] of a settings-file entry, the paper's default first."""
     order = [entry["untuned"]] + [s for s in entry["settings"] if s != entry["untuned"]]
@@ -450,8 +456,9 @@ def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs
             content = settings_file_content(variant, grids, scores, picked, report_seeds,
                                             carried)
             # a run of some of the methods keeps the others' entries (runs in several sessions)
-            kept = _other_methods(settings_file, variant, grids)
-            content["methods"] = {**kept, **content["methods"]}
+            methods = {**_other_methods(settings_file, variant, grids), **content["methods"]}
+            order = sorted(methods, key=_method_rank(variant))  # whoever wrote it last
+            content["methods"] = {m: methods[m] for m in order}
             Path(settings_file).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(str(settings_file) + ".tmp")
             tmp.write_text(json.dumps(content, indent=2) + "\n")
@@ -608,8 +615,7 @@ def tune_or_report(args, execute=None, root="."):
     if tabled:
         done = {**load_records(args.records, variant, tabled, stale), **done}
         picked = {**{m: e["chosen"] for m, e in others.items()}, **picked}
-        rank = list(variant_grids(variant))
-        picked = {m: picked[m] for m in sorted(picked, key=rank.index)}
+        picked = {m: picked[m] for m in sorted(picked, key=_method_rank(variant))}
     results = {}
     for method, setting in picked.items():
         untuned = every_grid[method][0][0]

@@ -126,8 +126,8 @@ VARIANTS = {
     "exhaustive": EMBEDDED_DEFAULTS,
     "federated": FEDERATED_DEFAULTS,
     # The many-class variant (projects_lda/worlds/many_class.py): the benchmark's 300 classes
-    # (docs/benchmark_many_class.md: a run near convergence takes about 85 minutes on a 2-core
-    # machine at that count), exhaustive and federated, and LVIS v1's 1,203 classes; generated
+    # (docs/benchmark_many_class.md, with what a run costs on a 2-core machine), exhaustive and
+    # federated, and LVIS v1's 1,203 classes; generated
     # into ``<root>_<variant>``.
     "many_class": many_class_defaults(300),
     "many_class_federated": {**many_class_defaults(300, federated=True), "seed": 1},
