@@ -6,9 +6,9 @@ its loss (``mask_rcnn_loss``) reads only the ground-truth class's channel of eac
 inference (``mask_rcnn_inference``) only the predicted class's. At hundreds of classes that
 convolution is the head's largest cost: on the many-class embedded configs (300 classes, 64
 channels, 28x28) it was a large share of a CPU training step and most of inference with 300
-detections an image (docs/performance.md has the figures). :class:`SelectedClassMaskHead` has the same modules
-and weights (checkpoints load either way) and gives the same losses, gradients and masks (to
-floating-point rounding), computing the one channel per ROI from the selected class's row of the
+detections an image (docs/performance.md has the figures). :class:`SelectedClassMaskHead` has
+the same modules and weights (checkpoints load either way) and gives the same losses, gradients
+and masks (to floating-point rounding), computing the one channel per ROI from the selected class's row of the
 predictor's weight. On the CPU its inference runs the ROIs in chunks of
 :data:`CPU_INFERENCE_CHUNK`: the 28x28 layers are memory-bound there, and a chunk's activations
 stay in cache (docs/performance.md has the measurement).
