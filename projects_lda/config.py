@@ -60,7 +60,7 @@ def add_lda_config(cfg):
     # percent alpha and summed L_b). With alpha in fractions (a gap of 0.2-0.3 gives alpha =
     # 0.09-0.16 at gamma = 1.5) a factor of 1 leaves g_b undertrained; 5.0 puts factor * alpha
     # in the range of the released code's effective weight and won the benchmark's tuning on val
-    # at 24, 30 and 300 classes, so the LVIS configs take it (the measurements: docs/design.md,
+    # on every variant tuned, so the LVIS configs take it (the measurements: docs/design.md,
     # "Scale of the balanced loss in the detector" and "The factor for LVIS").
     _C.MODEL.LDA.BALANCED_LOSS_FACTOR = 5.0
     # Output dimension of the projection head (one Linear layer from the box head's feature,
