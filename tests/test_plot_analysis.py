@@ -200,6 +200,19 @@ def test_per_class_ap(tmp_path, capsys):
         pa.main(["per-class-ap", "--results", str(f), "--out", str(out), "--methods", "seesaw"])
 
 
+def test_group_edges_are_the_datasets_own():
+    lvis = {1: 10, 2: 11, 3: 100, 4: 101, 5: 3}
+    freq = {1: "r", 2: "c", 3: "c", 4: "f", 5: "r"}
+    assert pa.group_edges(lvis, freq) == [10.5, 100.5]
+    # the icon world's 1,203 classes map LVIS's thresholds to 4 and 18 images
+    icons = {1: 4, 2: 5, 3: 18, 4: 19}
+    assert pa.group_edges(icons, {1: "r", 2: "c", 3: "c", 4: "f"}) == [4.5, 18.5]
+    # no common class: no edge; a gap between groups: midway; overlapping groups: no edge
+    assert pa.group_edges({1: 2, 2: 8}, {1: "r", 2: "f"}) == []
+    assert pa.group_edges({1: 2, 2: 8, 3: 40}, {1: "r", 2: "c", 3: "f"}) == [5.0, 24.0]
+    assert pa.group_edges({1: 9, 2: 5, 3: 40}, {1: "r", 2: "c", 3: "f"}) == [22.5]
+
+
 # ------------------------------------------------------------------------------ accuracy
 def test_group_accuracy_by_hand():
     # classes 0 (r), 1 (c), 2 (f); boxes of classes 0, 0, 1, 2, 2, 2; argmax 0, 1, 1, 2, 2, 0

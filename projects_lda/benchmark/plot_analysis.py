@@ -51,7 +51,6 @@ from detectron2.data import detection_utils as utils
 from detectron2.modeling import build_model
 
 from ..config import get_project_cfg
-from ..data.frequency_groups import COMMON_MAX_IMAGES, RARE_MAX_IMAGES
 from ..engine.checkpoint import SafeCheckpointer, last_checkpoint_name, load_checkpoint_file
 from ..evaluation.large_vocab import reliability
 from ..modeling.balance import importance_weights
@@ -377,6 +376,19 @@ def per_class_ap_stats(results, task="segm", methods=None):
     return image_count, frequency, per_method
 
 
+def group_edges(image_count, frequency):
+    """
+    The training-image counts between the r / c / f groups of these classes: midway between a
+    group's largest count and the next group's smallest (LVIS v1: 10.5 and 100.5). A dataset
+    can map LVIS's thresholds (the icon world scales them), so they are read from its classes,
+    not assumed; an edge is left out where a group is absent or the two overlap.
+    """
+    counts = {g: [image_count[c] for c, f in frequency.items() if f == g and image_count.get(c)]
+              for g in "rcf"}
+    return [(max(counts[lo]) + min(counts[hi])) / 2 for lo, hi in (("r", "c"), ("c", "f"))
+            if counts[lo] and counts[hi] and max(counts[lo]) < min(counts[hi])]
+
+
 def plot_per_class_ap(results_file, out, task="segm", methods=None):
     image_count, frequency, per_method = per_class_ap_stats(
         json.loads(Path(results_file).read_text()), task, methods)
@@ -400,8 +412,8 @@ def plot_per_class_ap(results_file, out, task="segm", methods=None):
                   for g in "rcf"}
         print(f"{m:20s} " + " ".join(f"AP{g} {statistics.fmean(v):5.1f} ({len(v)} classes)"
                                      for g, v in groups.items() if v) + slope)
-    for edge in (RARE_MAX_IMAGES, COMMON_MAX_IMAGES):  # LVIS's group boundaries
-        ax.axvline(edge + 0.5, color="grey", lw=0.8, ls="--")
+    for edge in group_edges(image_count, frequency):
+        ax.axvline(edge, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class (log scale; dashed: rare | common | frequent)")
     ax.set_ylabel(f"{task} AP of the class (mean over seeds)")
