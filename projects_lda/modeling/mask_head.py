@@ -8,8 +8,8 @@ convolution is the head's largest cost: on the many-class embedded configs (300 
 channels, 28x28) it was a large share of a CPU training step and most of inference with 300
 detections an image (docs/performance.md has the figures). :class:`SelectedClassMaskHead` has
 the same modules and weights (checkpoints load either way) and gives the same losses, gradients
-and masks (to floating-point rounding), computing the one channel per ROI from the selected class's row of the
-predictor's weight. On the CPU its inference runs the ROIs in chunks of
+and masks (to floating-point rounding), computing the one channel per ROI from the selected
+class's row of the predictor's weight. On the CPU its inference runs the ROIs in chunks of
 :data:`CPU_INFERENCE_CHUNK`: the 28x28 layers are memory-bound there, and a chunk's activations
 stay in cache (docs/performance.md has the measurement).
 """
