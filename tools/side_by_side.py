@@ -9,6 +9,9 @@ model, with the models' names on top and an optional line of text below (an attr
     python tools/demo.py --config-file L.yaml --dataset lvis_icons_small_test --num-images 4 \
         --output vis_lda/ --opts MODEL.WEIGHTS lda.pth
     python tools/side_by_side.py vis_baseline/ vis_lda/ --labels baseline LDA --output fig.jpg
+    # the same, after a first column with the images' annotations
+    python tools/side_by_side.py vis_baseline/ vis_lda/ --labels baseline LDA \
+        --ground-truth lvis_icons_small_test --output fig.jpg
 
 Every folder must hold the same file names (the drawings of the same images).
 """
@@ -27,10 +30,13 @@ def main(argv=None):
     parser.add_argument("--labels", nargs="+", required=True, help="a name per folder")
     parser.add_argument("--output", required=True, help="the image written (.jpg or .png)")
     parser.add_argument("--max-rows", type=int, help="at most this many images")
+    parser.add_argument("--ground-truth", metavar="DATASET", help="a registered dataset: a first "
+                        "column draws its annotations of the same images")
     parser.add_argument("--footer", default="", help="a line of text below (e.g. attribution)")
     args = parser.parse_args(argv)
     try:
-        grid = side_by_side(args.folders, args.labels, args.footer, args.max_rows)
+        grid = side_by_side(args.folders, args.labels, args.footer, args.max_rows,
+                            ground_truth=args.ground_truth)
     except (OSError, ValueError) as e:
         sys.exit(f"side_by_side.py: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

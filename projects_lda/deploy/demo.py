@@ -23,6 +23,7 @@ from .results import image_ids_for_files, instances_to_results, write_results
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DemoSummary",
+    "draw_annotations",
     "draw_predictions",
     "expand_inputs",
     "image_ids_from_annotations",
@@ -291,3 +292,14 @@ def draw_predictions(
     scale = max(1.0, min_side / max(image_rgb.shape[:2]))
     vis = Visualizer(image_rgb, metadata, scale=scale, instance_mode=ColorMode.IMAGE)
     return vis.draw_instance_predictions(instances).get_image()
+
+
+def draw_annotations(image_rgb, record, metadata, min_side: int = 512):
+    """
+    A dataset record's annotations (detectron2's dataset dict: contiguous ``category_id``,
+    boxes, masks) drawn as :func:`draw_predictions` draws predictions, at the same size, so
+    that the ground truth can stand beside a model's drawing of the same image.
+    """
+    scale = max(1.0, min_side / max(image_rgb.shape[:2]))
+    vis = Visualizer(image_rgb, metadata, scale=scale, instance_mode=ColorMode.IMAGE)
+    return vis.draw_dataset_dict(record).get_image()
