@@ -289,9 +289,15 @@ def draw_predictions(
         uint8 RGB image with boxes, "class score%" labels and masks.
     """
     instances = instances[instances.scores >= score_thresh]
-    scale = max(1.0, min_side / max(image_rgb.shape[:2]))
-    vis = Visualizer(image_rgb, metadata, scale=scale, instance_mode=ColorMode.IMAGE)
+    vis = _visualizer(image_rgb, metadata, min_side)
     return vis.draw_instance_predictions(instances).get_image()
+
+
+def _visualizer(image_rgb, metadata, min_side):
+    """A ``Visualizer`` that enlarges small images so that their longer side has at least
+    ``min_side`` pixels (labels keep a readable size)."""
+    scale = max(1.0, min_side / max(image_rgb.shape[:2]))
+    return Visualizer(image_rgb, metadata, scale=scale, instance_mode=ColorMode.IMAGE)
 
 
 def draw_annotations(image_rgb, record, metadata, min_side: int = 512):
@@ -300,6 +306,4 @@ def draw_annotations(image_rgb, record, metadata, min_side: int = 512):
     boxes, masks) drawn as :func:`draw_predictions` draws predictions, at the same size, so
     that the ground truth can stand beside a model's drawing of the same image.
     """
-    scale = max(1.0, min_side / max(image_rgb.shape[:2]))
-    vis = Visualizer(image_rgb, metadata, scale=scale, instance_mode=ColorMode.IMAGE)
-    return vis.draw_dataset_dict(record).get_image()
+    return _visualizer(image_rgb, metadata, min_side).draw_dataset_dict(record).get_image()

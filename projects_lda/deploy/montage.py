@@ -57,12 +57,12 @@ def side_by_side(folders, labels, footer="", max_rows=None, gap=8, ground_truth=
     if not names[0]:
         raise ValueError(f"no image in {folders[0]}")
     names = names[0][:max_rows]
-    truth = ground_truth_drawings(ground_truth, names) if ground_truth else {}
-    if ground_truth:
+    truth = ground_truth_drawings(ground_truth, names) if ground_truth else None
+    if truth:
         labels = ["ground truth", *labels]
     rows = []
     for name in names:
-        cells = [truth[name]] if ground_truth else []
+        cells = [truth[name]] if truth else []
         for d in folders:
             img = cv2.imread(os.path.join(d, name))
             if img is None:
