@@ -368,7 +368,7 @@ def test_failed_run_is_named_and_blocks_only_its_method(tmp_path):
     assert ("baseline", "rfs_t0.3", 2) in fake.calls
 
 
-def test_a_run_another_command_is_training_is_left_to_it(tmp_path):
+def test_a_run_another_command_is_training_is_left_to_it(tmp_path, caplog):
     run_dir = tmp_path / "out/exhaustive/baseline/rfs_t0.1/seed0"
     with runs.run_lock(run_dir) as holder:
         assert holder is None
@@ -383,6 +383,9 @@ def test_a_run_another_command_is_training_is_left_to_it(tmp_path):
             _tune(tmp_path, tmp_path / "runs", fake)
         assert ("baseline", "rfs_t0.1", 0) not in fake.calls
         assert ("lda", "factor5", 2) in fake.calls  # the other method goes on
+        # the log says whose run it is, not that it failed
+        assert "baseline rfs_t0.1 seed 0: not finished by this command" in caplog.text
+        assert "failed" not in caplog.text
         # the plain --methods mode too
         with runs.run_lock(tmp_path / "plain/baseline/seed0"), pytest.raises(
                 SystemExit, match=r"left out of the table: baseline seed 0 \(trained by another "

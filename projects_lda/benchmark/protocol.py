@@ -476,8 +476,8 @@ def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs
             for future in finished:
                 run = running.pop(future)
                 record = future.result()
-                if record is None:
-                    logger.error("%s %s seed %d failed", *run)
+                if record is None:  # execute said why: a crash, or another command's run
+                    logger.error("%s %s seed %d: not finished by this command", *run)
                     failed.add(run)
                     continue
                 path = record_path(records, variant, *run)
