@@ -50,6 +50,34 @@ def test_ap_fixed_and_ap_pool_are_tabled_beside_ap_when_computed():
     assert row[-3:] == ["+4.0", "+4.0", "+8.0 |"]  # ΔAP, ΔAP-fixed, ΔAP-pool vs the baseline
 
 
+def test_intervals_of_runs_whose_detections_are_gone_come_from_the_earlier_report(tmp_path):
+    def run(ap, seed):
+        return {**_record(ap, ap - 10, 0.5, 0.1), "seed": seed, "config": "SEED: 0\n",
+                "results_json": str(tmp_path / f"gone_{ap}.json"), "val_json": "val.json"}
+
+    results = {"baseline": {0: run(40.0, 0), 1: run(41.0, 1)}, "lda": {0: run(43.0, 0)}}
+    b, l = (report.run_fingerprint(results[m][0]) for m in ("baseline", "lda"))
+    assert b != l and b == report.run_fingerprint(json.loads(json.dumps(results["baseline"][0])))
+    kept = {"bbox": {"AP": [3.0, 2.5, 3.6], "APr": [6.0, 4.0, 8.0]},
+            "segm": {"AP": [2.0, 1.5, 2.4], "APr": [5.0, 3.0, 7.0]},
+            "runs": [b, l], "n_bootstrap": 200, "bootstrap_seed": 0}
+    flipped = {**kept, "bbox": {"AP": [-3.0, -3.6, -2.5], "APr": [-6.0, -8.0, -4.0]},
+               "runs": [l, b]}
+    earlier = json.loads(json.dumps({"baseline": {"lda": {"0": kept}},
+                                     "lda": {"baseline": {"0": flipped}}}))  # as read back
+    table, data = report.build_report(results, "baseline", 200, earlier=earlier)
+    assert data["comparisons"]["baseline"]["lda"][0] == kept
+    assert data["comparisons"]["lda"]["baseline"][0]["runs"] == [l, b]
+    assert "| lda | 0 | +3.0 [+2.5, +3.6] | +6.0 [+4.0, +8.0] | - | - |" in table
+    assert "| baseline | 0 | - | - | -3.0 [-3.6, -2.5] | -6.0 [-8.0, -4.0] |" in table
+    assert "| baseline | 1 | - | - | - | - |" in table  # no LDA seed 1: no comparison
+    # a bootstrap of another size, or a record that changed since: not the same interval
+    assert report.build_report(results, "baseline", 1000, earlier=earlier)[1]["comparisons"] == {}
+    results["lda"][0]["segm"]["AP"] = 44.0
+    assert "lda" not in report.compare_runs(results, ["baseline"], 200, earlier=earlier).get(
+        "baseline", {})
+
+
 def test_coverage_tables_count_classes_never_predicted_by_group():
     # JSON keys: the records' class ids come back as strings
     analysis = {"class_frequency": {"1": "r", "2": "r", "3": "c", "4": "f"},
@@ -356,6 +384,28 @@ def test_finished_only_tabulates_the_records_and_trains_nothing(tmp_path):
     assert "| baseline | 3 |" in table and "| lda |" not in table and idle.calls == []
     with pytest.raises(SystemExit, match="--finished-only goes with --tune or --report"):
         cli.main(["--finished-only", "--output", str(tmp_path / "x")], execute=idle)
+
+
+def test_the_protocol_report_keeps_the_tracked_intervals_of_runs_whose_detections_are_gone(
+        tmp_path):
+    records = tmp_path / "runs"
+    _tune(tmp_path, records, FakeRuns())  # records without detections, as an earlier machine's
+    tracked = records / "exhaustive/results.json"
+    assert "| lda | 0 | - | - |" in (records / "exhaustive/results.md").read_text()
+    fingerprints = [report.run_fingerprint(json.loads(
+        (records / f"exhaustive/{m}/seed0.json").read_text())) for m in ("baseline/rfs_t0.3",
+                                                                          "lda/factor5")]
+    data = json.loads(tracked.read_text())
+    data["comparisons"] = {"baseline": {"lda": {"0": {
+        "bbox": {"AP": [1.5, 1.0, 2.0], "APr": [2.5, 1.0, 4.0]}, "segm": {},
+        "runs": fingerprints, "n_bootstrap": 10, "bootstrap_seed": 0}}}}
+    tracked.write_text(json.dumps(data))
+    cli.main(["--report", str(tmp_path / "tuned.json"), "--finished-only", "--output",
+              str(tmp_path / "so_far"), "--records", str(records), "--bootstrap", "10"],
+             execute=FakeRuns())
+    table = (tmp_path / "so_far/exhaustive/results.md").read_text()
+    assert "| lda | 0 | +1.5 [+1.0, +2.0] | +2.5 [+1.0, +4.0] |" in table
+    assert "| lda | 1 | - | - |" in table  # none kept for seed 1
 
 
 def test_failed_run_is_named_and_blocks_only_its_method(tmp_path):

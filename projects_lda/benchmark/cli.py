@@ -40,7 +40,8 @@ Writes:
   training, the accuracies, beta's range, the loss terms: ``plot_analysis.lda_stats``); under
   ``comparisons``, each method's AP and APr difference from the baseline and
   from LDA of the same seed with a 95% bootstrap confidence interval over the evaluated
-  split's images (the last of DATASETS.TEST: the test split in the protocol);
+  split's images (the last of DATASETS.TEST: the test split in the protocol), with the two
+  records' fingerprints (``report.run_fingerprint``) and the bootstrap's size and seed;
 * ``OUTPUT/results.md``: means and spreads over seeds, each method's difference from the
   baseline, its time ratios against the baseline measured in the same benchmark, the
   difference, TIDE and confusion tables, the classes never predicted (and at AP 0) by

@@ -627,7 +627,11 @@ def tune_or_report(args, execute=None, root="."):
             for seed in seeds:
                 if (method, name, seed) in done:
                     results.setdefault(label, {})[seed] = done[method, name, seed]
-    table, data = build_report(results, args.baseline, args.bootstrap, args.jobs)
+    # the intervals of runs whose detections are gone (an earlier machine's --output) come
+    # from the tracked results.json, where they match the records
+    tracked = Path(args.records) / variant / "results.json"
+    earlier = json.loads(tracked.read_text()).get("comparisons") if tracked.is_file() else None
+    table, data = build_report(results, args.baseline, args.bootstrap, args.jobs, earlier)
     write_report(out, table, data)
     undecided = [m for m in grids if m not in picked] + waiting
     if args.finished_only:

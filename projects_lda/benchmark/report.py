@@ -3,7 +3,9 @@ The tables of the long-tail benchmark from the runs' records: means and spreads 
 differences from the baseline and from LDA with bootstrap confidence intervals, time ratios, the
 TIDE breakdown and the group confusions; written as results.md and results.json.
 """
+import copy
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -101,18 +103,36 @@ def markdown_table(summary, baseline="baseline"):
     return "\n".join(lines) + "\n"
 
 
-def compare_runs(results, references, n_bootstrap, seed=0, jobs=1):
+def run_fingerprint(record):
+    """A short digest of what a run's record says it trained and measured (its config, seed and
+    test metrics): an interval computed from two runs holds while both digests are the same."""
+    key = [record.get("config"), record.get("seed"), record.get("bbox"), record.get("segm")]
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _has_detections(run):
+    return "results_json" in run and Path(run["results_json"]).is_file()
+
+
+def compare_runs(results, references, n_bootstrap, seed=0, jobs=1, earlier=None):
     """
-    {reference: {method: {seed: {task: {metric: (difference, lower, upper)}}}}}: each method's
-    AP difference from each reference run of the same seed, with a 95% bootstrap CI over the
-    images of the split the runs report (``val_json``: the last of DATASETS.TEST, the test split
-    in the protocol; both evaluations resampled with the same images). ``jobs`` > 1: the
-    runs' AP-fixed / AP-pool resamples, single-threaded numpy and the report's longest part at
-    a large vocabulary (seconds a resample per run and task), are computed in that many
+    {reference: {method: {seed: {task: {metric: (difference, lower, upper)}, ...}}}}: each
+    method's AP difference from each reference run of the same seed, with a 95% bootstrap CI
+    over the images of the split the runs report (``val_json``: the last of DATASETS.TEST, the
+    test split in the protocol; both evaluations resampled with the same images). ``jobs`` > 1:
+    the runs' AP-fixed / AP-pool resamples, single-threaded numpy and the report's longest part
+    at a large vocabulary (seconds a resample per run and task), are computed in that many
     processes.
+
+    Each comparison also keeps the two runs' :func:`run_fingerprint` (``runs``) and the
+    bootstrap's size and seed. The bootstrap needs both runs' detections, which live in their
+    output folders, not in the records; ``earlier`` (the ``comparisons`` of a results.json
+    written before, as JSON gives them back) supplies the comparisons of runs whose detections
+    are gone, where the fingerprints, size and seed are the same.
     """
     from ..evaluation import large_vocab
 
+    earlier = earlier or {}
     cache = {}
 
     def evaluation(method, s, task):
@@ -122,12 +142,30 @@ def compare_runs(results, references, n_bootstrap, seed=0, jobs=1):
                 run["val_json"], run["results_json"], task, run.get("max_dets_per_image", 300))[1]
         return cache[method, s, task]
 
-    pairs = [(ref, method, s) for ref in references for method, runs in results.items()
-             if method != ref for s, run in runs.items()
-             if s in results[ref] and "results_json" in run and "results_json" in results[ref][s]]
+    out = {}
+    pairs = []
+    for ref in references:
+        for method, runs in results.items():
+            for s, run in runs.items():
+                if method == ref or s not in results[ref]:
+                    continue
+                stamp = {"runs": [run_fingerprint(results[ref][s]), run_fingerprint(run)],
+                         "n_bootstrap": n_bootstrap, "bootstrap_seed": seed}
+                if _has_detections(run) and _has_detections(results[ref][s]):
+                    pairs.append((ref, method, s, stamp))
+                    continue
+                kept = earlier.get(ref, {}).get(method, {}).get(str(s))
+                if kept and all(kept.get(k) == v for k, v in stamp.items()):
+                    out.setdefault(ref, {}).setdefault(method, {})[s] = copy.deepcopy(kept)
+                    logger.info("%s vs %s seed %s: detections gone, the interval computed "
+                                "earlier kept", method, ref, s)
+                else:  # the table shows "-"
+                    logger.warning("%s vs %s seed %s: no bootstrap (a run's detections are "
+                                   "gone and no earlier interval matches its record)",
+                                   method, ref, s)
     # each comparison's two resample keys (or why it has none), read from the records once
     wanted = {}
-    for ref, method, s in pairs:
+    for ref, method, s, _ in pairs:
         for task in ("bbox", "segm"):
             try:
                 wanted[ref, method, s, task] = _large_vocab_keys(results, ref, method, s, task,
@@ -137,13 +175,14 @@ def compare_runs(results, references, n_bootstrap, seed=0, jobs=1):
     samples = _large_vocab_resamples(
         sorted({key for keys in wanted.values() if isinstance(keys, tuple) for key in keys}),
         jobs)
-    out = {}
-    for ref, method, s in pairs:
+    for ref, method, s, stamp in pairs:
         try:
             out.setdefault(ref, {}).setdefault(method, {})[s] = {
-                task: bootstrap_difference(evaluation(ref, s, task), evaluation(method, s, task),
-                                           CI_METRICS, n_bootstrap, seed)
-                for task in ("bbox", "segm")}
+                **{task: bootstrap_difference(evaluation(ref, s, task),
+                                              evaluation(method, s, task), CI_METRICS,
+                                              n_bootstrap, seed)
+                   for task in ("bbox", "segm")},
+                **stamp}
             for task in ("bbox", "segm"):
                 keys = wanted[ref, method, s, task]
                 if isinstance(keys, Exception):
@@ -288,12 +327,13 @@ def coverage_tables(results):
     return lines
 
 
-def build_report(results, baseline, n_bootstrap, jobs=1):
+def build_report(results, baseline, n_bootstrap, jobs=1, earlier=None):
     """(results.md text, results.json content) of the runs {method: {seed: record}};
-    ``jobs``: processes for the bootstrap (``compare_runs``)."""
+    ``jobs``: processes for the bootstrap, ``earlier``: the comparisons of an earlier
+    results.json (both: ``compare_runs``)."""
     summary = summarize(results)
     references = [r for r in (baseline, "lda") if r in results]
-    comparisons = compare_runs(results, references, n_bootstrap, jobs=jobs)
+    comparisons = compare_runs(results, references, n_bootstrap, jobs=jobs, earlier=earlier)
     table = markdown_table(summary, baseline if baseline in summary else None)
     table += "\n" + analysis_tables(results, comparisons, references)
     data = {"runs": results, "summary": summary, "baseline": baseline, "comparisons": comparisons}
