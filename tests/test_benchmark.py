@@ -194,6 +194,16 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
     assert (tmp_path / "lda" / "seed0" / "run.json").stat().st_mtime_ns == stamp
     again = json.loads((tmp_path / "results.json").read_text())
     assert again["comparisons"] == data["comparisons"]
+    # a run's match records lost: its AP / APr intervals stand, the entry names what is missing
+    # and the table shows "-" for AP-fixed / AP-pool
+    lost = Path(data["runs"]["lda"]["0"]["match_records"]["bbox"])
+    lost.rename(lost.with_suffix(".aside"))
+    part = report.compare_runs({m: {0: data["runs"][m]["0"]} for m in ("baseline", "lda")},
+                               ["baseline"], 100)["baseline"]["lda"][0]
+    assert list(part["bbox"]["AP"]) == pytest.approx(
+        data["comparisons"]["baseline"]["lda"]["0"]["bbox"]["AP"])
+    assert "AP-fixed" not in part["bbox"] and str(lost) in part["incomplete"]
+    assert part["incomplete"].startswith("AP-fixed / AP-pool not computed: ")
 
 
 # ------------------------------------------------------------------ the tuning protocol

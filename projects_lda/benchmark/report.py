@@ -128,7 +128,8 @@ def compare_runs(results, references, n_bootstrap, seed=0, jobs=1, earlier=None)
     bootstrap's size and seed. The bootstrap needs both runs' detections, which live in their
     output folders, not in the records; ``earlier`` (the ``comparisons`` of a results.json
     written before, as JSON gives them back) supplies the comparisons of runs whose detections
-    are gone, where the fingerprints, size and seed are the same.
+    are gone, where the fingerprints, size and seed are the same. A comparison whose AP / APr
+    intervals came out but whose AP-fixed / AP-pool ones did not says why in ``incomplete``.
     """
     from ..evaluation import large_vocab
 
@@ -158,7 +159,8 @@ def compare_runs(results, references, n_bootstrap, seed=0, jobs=1, earlier=None)
                 if kept and all(kept.get(k) == v for k, v in stamp.items()):
                     out.setdefault(ref, {}).setdefault(method, {})[s] = copy.deepcopy(kept)
                     logger.info("%s vs %s seed %s: detections gone, the interval computed "
-                                "earlier kept", method, ref, s)
+                                "earlier kept%s", method, ref, s,
+                                f" ({kept['incomplete']})" if "incomplete" in kept else "")
                 else:  # the table shows "-"
                     logger.warning("%s vs %s seed %s: no bootstrap (a run's detections are "
                                    "gone and no earlier interval matches its record)",
@@ -195,7 +197,14 @@ def compare_runs(results, references, n_bootstrap, seed=0, jobs=1, earlier=None)
                         raise failed
                 out[ref][method][s][task].update(large_vocab.paired_interval(a, b))
         except Exception as e:  # noqa: BLE001  (the table shows "-")
-            logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
+            entry = out.get(ref, {}).get(method, {}).get(s)
+            if entry is None:
+                logger.warning("%s vs %s seed %s: no bootstrap (%s)", method, ref, s, e)
+                continue
+            # the AP / APr intervals came out, AP-fixed / AP-pool's did not: the entry says so,
+            # and a later report that keeps it (detections gone) says so again
+            entry["incomplete"] = f"AP-fixed / AP-pool not computed: {e}"
+            logger.warning("%s vs %s seed %s: %s", method, ref, s, entry["incomplete"])
     return out
 
 
