@@ -170,7 +170,8 @@ def test_two_methods_run_and_resume(tiny_dataset, tmp_path, monkeypatch, capsys)
             assert 0 <= stats["alpha_at"]["100%"] <= 1 and stats["beta"]["max"] > 0
         else:
             assert "lda_stats" not in run
-        assert "LDAROIHeads" in run["config"] if method == "lda" else "StandardROIHeads" in run["config"]
+        heads = "LDAROIHeads" if method == "lda" else "StandardROIHeads"
+        assert heads in run["config"]
         # a finished run keeps its final weights only (model_0000001.pth was written, then removed)
         assert [p.name for p in (tmp_path / method / "seed0").glob("*.pth")] == ["model_final.pth"]
     table = (tmp_path / "results.md").read_text()
