@@ -397,6 +397,33 @@ def test_finished_only_tabulates_the_records_and_trains_nothing(tmp_path):
         cli.main(["--finished-only", "--output", str(tmp_path / "x")], execute=idle)
 
 
+def test_committed_records_name_no_path_of_the_machine(tmp_path):
+    class Located(FakeRuns):  # records as a real run writes them: its paths, its run.json
+        def __call__(self, method, setting, seed, opts, run_dir):
+            record = super().__call__(method, setting, seed, opts, run_dir)
+            record.update(config=f"OUTPUT_DIR: {run_dir}\nSEED: {seed}\n",
+                          results_json=str(run_dir / "dets.json"), val_json="/data/val.json",
+                          match_records={"bbox": str(run_dir / "m.npy")})
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "run.json").write_text(json.dumps(record))
+            return record
+
+    records = tmp_path / "runs"
+    _tune(tmp_path, records, Located())
+    run_dir = tmp_path / "out/exhaustive/lda/factor5/seed0"
+    committed = json.loads((records / "exhaustive/lda/factor5/seed0.json").read_text())
+    full = json.loads((run_dir / "run.json").read_text())
+    assert committed == {k: v for k, v in full.items() if k not in runs.LOCATION_KEYS} | {
+        "config": "SEED: 0\n"}
+    assert str(tmp_path) not in json.dumps(committed)
+    assert report.run_fingerprint(committed) == report.run_fingerprint(full)
+    # the report finds the detections through the run folder's run.json, where it is here
+    output = json.loads((tmp_path / "out/exhaustive/results.json").read_text())
+    assert output["runs"]["lda"]["0"]["results_json"] == str(run_dir / "dets.json")
+    assert runs.with_location(committed, run_dir)["match_records"] == full["match_records"]
+    assert runs.with_location(committed, tmp_path / "another_machine") == committed
+
+
 def test_the_protocol_report_keeps_the_tracked_intervals_of_runs_whose_detections_are_gone(
         tmp_path):
     records = tmp_path / "runs"

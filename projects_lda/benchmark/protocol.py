@@ -41,7 +41,8 @@ import yaml
 
 from ..config import flat_config, get_project_cfg
 from .report import build_report, write_report
-from .runs import METHODS, child_env, run_lock, train_in_subprocess
+from .runs import (METHODS, child_env, run_lock, shareable_record, train_in_subprocess,
+                   with_location)
 
 logger = logging.getLogger("benchmark")
 
@@ -485,7 +486,8 @@ def run_protocol(*, variant, grids, records, settings_file, execute, stale, jobs
                 if path.is_file():  # a stale record: kept, not overwritten
                     os.replace(path, _free_name(path, ".replaced"))
                 tmp = path.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(record, indent=2) + "\n")
+                # the committed copy names no path of this machine (its run.json does)
+                tmp.write_text(json.dumps(shareable_record(record), indent=2) + "\n")
                 os.replace(tmp, path)  # written last: the run counts as finished
                 done[run] = record
             save_settings()
@@ -626,7 +628,8 @@ def tune_or_report(args, execute=None, root="."):
         for label, name, seeds in rows:
             for seed in seeds:
                 if (method, name, seed) in done:
-                    results.setdefault(label, {})[seed] = done[method, name, seed]
+                    results.setdefault(label, {})[seed] = with_location(
+                        done[method, name, seed], out / method / name / f"seed{seed}")
     # the intervals of runs whose detections are gone (an earlier machine's --output) come
     # from the tracked results.json, where they match the records
     tracked = Path(args.records) / variant / "results.json"

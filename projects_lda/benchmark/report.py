@@ -15,7 +15,7 @@ from pathlib import Path
 from detectron2.config import CfgNode
 
 from ..evaluation.analysis import bootstrap_difference, evaluate_results
-from .runs import LARGE_VOCAB_METRICS, METRICS
+from .runs import LARGE_VOCAB_METRICS, METRICS, shareable_record
 
 CI_METRICS = ("AP", "APr")
 # with intervals too where both runs saved their match records (TEST.LVIS_EVAL.METRICS)
@@ -106,7 +106,8 @@ def markdown_table(summary, baseline="baseline"):
 def run_fingerprint(record):
     """A short digest of what a run's record says it trained and measured (its config, seed and
     test metrics): an interval computed from two runs holds while both digests are the same."""
-    key = [record.get("config"), record.get("seed"), record.get("bbox"), record.get("segm")]
+    config = shareable_record(record).get("config")  # the same from run.json and the record
+    key = [config, record.get("seed"), record.get("bbox"), record.get("segm")]
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -9,6 +9,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -64,6 +65,12 @@ METRICS = ("AP", "AP50", "APr", "APc", "APf")
 LARGE_VOCAB_METRICS = ("AP-fixed", "APr-fixed", "APc-fixed", "APf-fixed",
                        "AP-pool", "APr-pool", "APc-pool", "APf-pool")
 WARMUP_FRACTION = 0.1
+# Where a run's files lie on the machine that trained it (its detections, match records and
+# ground truth): in its run.json beside them, left out of the records the protocol commits
+# (:func:`shareable_record`) and read back from run.json where that folder is on this machine
+# (:func:`with_location`): the bootstrap intervals need the detections.
+LOCATION_KEYS = ("results_json", "val_json", "match_records")
+_OUTPUT_DIR_LINE = re.compile(r"^OUTPUT_DIR:.*\n", re.MULTILINE)
 
 
 def _metrics(task_results):
@@ -274,6 +281,26 @@ def train_in_subprocess(label, run_dir, config_file, seed, opts, env, root="."):
     with open(run_dir / "stdout.txt", "ab") as log:
         return subprocess.run(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                               env=env).returncode
+
+
+def shareable_record(record):
+    """``record`` without the machine's paths: its :data:`LOCATION_KEYS` and the ``OUTPUT_DIR``
+    line of its config (a key the protocol does not compare: ``protocol._RUN_KEYS``)."""
+    out = {k: v for k, v in record.items() if k not in LOCATION_KEYS}
+    if isinstance(out.get("config"), str):
+        out["config"] = _OUTPUT_DIR_LINE.sub("", out["config"])
+    return out
+
+
+def with_location(record, run_dir):
+    """``record`` with the :data:`LOCATION_KEYS` of ``run_dir/run.json`` where that file is
+    here (a run of this machine); otherwise as it is (a record of another machine has none, or
+    one made before the records left them out has its own)."""
+    finished = Path(run_dir) / "run.json"
+    if not finished.is_file():
+        return record
+    here = json.loads(finished.read_text())
+    return {**record, **{k: here[k] for k in LOCATION_KEYS if k in here}}
 
 
 def collect(output, methods, seeds):
