@@ -51,7 +51,8 @@ def test_buffers_follow_the_model_to_cuda():
     for k, v in losses.items():
         assert v.device.type == "cuda" and torch.isfinite(v), k
     sum(losses.values()).backward()
-    assert p.accuracy_window.counts[0, 2].item() == int((torch.cat([q.gt_classes for q in props]) < C).sum())
+    assert p.accuracy_window.counts[0, 2].item() == int(
+        (torch.cat([q.gt_classes for q in props]) < C).sum())
 
 
 def test_losses_and_scores_equal_on_cpu_and_cuda():

@@ -145,7 +145,8 @@ def test_imports_point_down_the_layers():
     modules, arrows = import_graph(PACKAGE)
     faults = [f"{_where(modules, s, n)}: {s} imports {d} ({part_of(s)} -> {part_of(d)})"
               for s, d, n in upward_arrows(arrows)]
-    assert faults == [], "imports up the layers (tests/test_layers.py LAYERS):\n" + "\n".join(faults)
+    assert faults == [], ("imports up the layers (tests/test_layers.py LAYERS):\n"
+                          + "\n".join(faults))
 
 
 def test_no_import_circle():

@@ -33,7 +33,8 @@ def _ddp_worker(rank):
     seen = set()
     with EventStorage(0):
         for step in range(3):
-            props = lvis_rehearsal.synthetic_proposals(1, 256, C, freq, torch.device("cpu"), seed=step)
+            props = lvis_rehearsal.synthetic_proposals(1, 256, C, freq, torch.device("cpu"),
+                                                       seed=step)
             pool = frequent if rank == 0 else rare
             n_fg = 0 if (rank == 1 and step == 1) else 64
             gt = torch.full((256,), C)

@@ -152,7 +152,8 @@ def test_registration_and_class_statistics(shaped, registered):
     cfg.DATASETS.TRAIN = (train,)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 1203
     assert torch.equal(image_count_provider(cfg)(), class_image_counts(dicts, 1203))
-    with pytest.raises(ValueError, match=r"test_lvis_shaped_train.*category_id 1202.*NUM_CLASSES=30"):
+    with pytest.raises(ValueError,
+                       match=r"test_lvis_shaped_train.*category_id 1202.*NUM_CLASSES=30"):
         class_frequencies_from_datasets([train], 30)
 
 

@@ -283,7 +283,8 @@ def test_many_class_splits_registered_on_import_without_generating():
     for prefix, variant in (("lvis_embedded_many", "many_class"),
                             ("lvis_embedded_many_fed", "many_class_federated"),
                             ("lvis_embedded_many1203", "many_class_1203"),
-                            ("lvis_embedded_many1203_fed", "many_class_1203_federated")):  # fmt: skip
+                            ("lvis_embedded_many1203_fed",
+                             "many_class_1203_federated")):  # fmt: skip
         for split in embedded.SPLITS:
             name = f"{prefix}_{split}"
             assert name in DatasetCatalog.list() and ds._REGISTERED[name][2] == variant
@@ -336,7 +337,8 @@ def test_configs_match_the_variant(config, variant):
     assert cfg.INPUT.MIN_SIZE_TEST == params["image_size"] in cfg.INPUT.MIN_SIZE_TRAIN
     # LVIS's cap of 300 detections for its 1,203 classes, the same share of the classes at 300
     cap = cfg.TEST.DETECTIONS_PER_IMAGE
-    assert cap == cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE == {1203: 300, 300: 100}[params["num_classes"]]
+    assert (cap == cfg.TEST.LVIS_EVAL.MAX_DETS_PER_IMAGE
+            == {1203: 300, 300: 100}[params["num_classes"]])
     assert cfg.MODEL.ROI_MASK_HEAD.NAME == "SelectedClassMaskHead"
     # repeat-factor sampling: LVIS's threshold scaled to the training images (100 images)
     assert cfg.DATALOADER.REPEAT_THRESHOLD * params["num_train_images"] == pytest.approx(100, 0.01)

@@ -362,7 +362,8 @@ def test_lvis_api_backend_refuses_an_exhaustive_file(own_data):
     DatasetCatalog.get("own_box_val")
     cfg = get_project_cfg()
     cfg.TEST.LVIS_EVAL.BACKEND = "lvis-api"
-    with pytest.raises(ValueError, match="'own_box_val' is exhaustively annotated.*BACKEND hotcoco"):
+    with pytest.raises(ValueError,
+                       match="'own_box_val' is exhaustively annotated.*BACKEND hotcoco"):
         build_evaluator(cfg, "own_box_val")
 
 

@@ -4,10 +4,12 @@ from projects_lda.benchmark import reproduce_lvis
 LOG = """\
 [11/27 04:00:00 d2.evaluation.testing]: copypaste: Task: bbox
 [11/27 04:00:00 d2.evaluation.testing]: copypaste: AP,AP50,AP75,APs,APm,APl,APr,APc,APf
-[11/27 04:00:00 d2.evaluation.testing]: copypaste: 25.2000,40.1000,26.0000,18.0000,33.0000,40.0000,17.5000,24.0000,29.9000
+[11/27 04:00:00 d2.evaluation.testing]: copypaste: 25.2000,40.1000,26.0000,18.0000,33.0000,40.0000,\
+17.5000,24.0000,29.9000
 [11/27 04:00:00 d2.evaluation.testing]: copypaste: Task: segm
 [11/27 04:00:00 d2.evaluation.testing]: copypaste: AP,AP50,AP75,APs,APm,APl,APr,APc,APf
-[11/27 04:00:00 d2.evaluation.testing]: copypaste: 24.4000,38.0000,25.6000,17.0000,31.0000,39.0000,18.2000,23.7000,27.9000
+[11/27 04:00:00 d2.evaluation.testing]: copypaste: 24.4000,38.0000,25.6000,17.0000,31.0000,39.0000,\
+18.2000,23.7000,27.9000
 """
 
 

@@ -9,7 +9,8 @@ Measurements behind docs/scale.md, docs/performance.md, docs/reliability.md and 
     python tools/measure.py step --rounds 4             # whole R-50 steps at LVIS shape
     python tools/measure.py syncs                       # host syncs, ops, kernels per step
     python tools/measure.py rss --iters 300 --every 25  # memory of a long training run
-    python tools/measure.py profile --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml
+    python tools/measure.py profile \
+        --config-file configs/Embedded/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml
     python tools/measure.py class-ap-spread --n 5 14 40 60
     python tools/measure.py mask-head --rois 100 300 800 --chunks 0 8 16 32 64 128
 
@@ -686,8 +687,8 @@ def get_parser():
     p.add_argument("--seed", type=int, default=0)
 
     p = command(mask_head, "mask-head", "CPU inference time of the mask head by ROIs a pass")
-    p.add_argument("--config-file",
-                   default=str(REPO_ROOT / "configs/Icons1203/mask_rcnn_R_18_FPN_cpu_icons1203.yaml"))
+    p.add_argument("--config-file", default=str(
+        REPO_ROOT / "configs/Icons1203/mask_rcnn_R_18_FPN_cpu_icons1203.yaml"))
     p.add_argument("--rois", type=int, nargs="+", default=[100, 300, 800], help="ROIs an image")
     p.add_argument("--chunks", type=int, nargs="+", default=[0, 8, 16, 32, 64, 128],
                    help="ROIs a pass (0: one pass)")

@@ -292,7 +292,8 @@ def step_benchmark(methods, rounds, batch, device, dataset, warmup=1, amp=False,
                 times[m]["test"].append((t1 - t0) / len(inputs))
                 dets[m] = len(out[0]["instances"])
     # what was measured, read from the config (opts can change depth, classes, detections)
-    model_name = (f"R-{cfg0.MODEL.RESNETS.DEPTH} FPN, {cfg0.MODEL.ROI_HEADS.NUM_CLASSES:,} classes, "
+    model_name = (f"R-{cfg0.MODEL.RESNETS.DEPTH} FPN, "
+                  f"{cfg0.MODEL.ROI_HEADS.NUM_CLASSES:,} classes, "
                   f"{cfg0.TEST.DETECTIONS_PER_IMAGE} detections per test image")
     extra = {"nonfinite": nonfinite, "detections": dets, "model": model_name}
     if device.type == "cuda":

@@ -220,7 +220,8 @@ def plot_alpha(run_dir, out):
     ax.plot(it, data["lda/acc_unbalanced"], label="acc of g_u (unbalanced)", color="tab:blue")
     ax.plot(it, data["lda/acc_balanced"], label="acc of g_b (balanced)", color="tab:green")
     top = max(1.0, data["lda/acc_unbalanced"].max(), data["lda/acc_balanced"].max())
-    ax.set_ylim(0, 100.0 if top > 1.0 else 1.0)  # runs made with alpha in percent (before 0.1) logged 0-100
+    # runs made with alpha in percent (before 0.1) logged 0-100
+    ax.set_ylim(0, 100.0 if top > 1.0 else 1.0)
     ax.set_xlabel("iteration")
     ax.set_ylabel("windowed training accuracy (fg proposals)")
     ax2 = ax.twinx()

@@ -151,7 +151,8 @@ def method_config(method, variant, root="."):
     if v.config_dir != str(config.parent):
         config = Path(v.config_dir) / config.name.replace("_embedded.yaml", f"_{v.dataset}.yaml")
         if not (Path(root) / config).is_file():
-            raise SystemExit(f"{method} has no config for the {variant} variant: {config} not found")
+            raise SystemExit(f"{method} has no config for the {variant} variant: "
+                             f"{config} not found")
     return str(config)
 
 

@@ -3,7 +3,8 @@ Reproduce the paper's LVIS v1 result (Table 4, Mask R-CNN R-50 FPN, 12 epochs): 
 evaluate the baseline and LDA with ``train_net.py`` and print their APs beside the paper's.
 
     DETECTRON2_DATASETS=/data python tools/reproduce_lvis.py --num-gpus 8 --output runs/lvis
-    python tools/reproduce_lvis.py --dry-run --output /tmp/repro   # here: LVIS-shaped data, 2 iterations
+    # here: LVIS-shaped data, 2 iterations
+    python tools/reproduce_lvis.py --dry-run --output /tmp/repro
 
 Before anything starts it checks what the runs need and names what is missing: LVIS v1 under
 ``$DETECTRON2_DATASETS`` (``lvis/lvis_v1_{train,val}.json`` and the COCO 2017 images in
@@ -32,7 +33,8 @@ CONFIGS = {
 }
 # Paper, Table 4 (LVIS v1 val, R-50 FPN, 12 epochs); None: not given for that row
 PAPER = {
-    "baseline": {"segm/AP": 21.8, "segm/APr": 10.2, "segm/APc": None, "segm/APf": None, "bbox/AP": None},
+    "baseline": {"segm/AP": 21.8, "segm/APr": 10.2, "segm/APc": None, "segm/APf": None,
+                 "bbox/AP": None},
     "lda": {"segm/AP": 24.4, "segm/APr": 18.2, "segm/APc": 23.7, "segm/APf": 27.9, "bbox/AP": 25.2},
 }
 COLUMNS = ["segm/AP", "segm/APr", "segm/APc", "segm/APf", "bbox/AP"]
@@ -80,7 +82,8 @@ def format_table(measured):
     """The measured APs of each method above the paper's, one row each."""
     lines = [f"{'':24}" + "".join(f"{c:>10}" for c in COLUMNS)]
     for method in measured:
-        for label, row in ((f"{method} (this run)", measured[method]), (f"{method} (paper)", PAPER.get(method, {}))):
+        for label, row in ((f"{method} (this run)", measured[method]),
+                           (f"{method} (paper)", PAPER.get(method, {}))):
             cells = "".join(
                 f"{row[c]:10.1f}" if row.get(c) is not None else f"{'-':>10}" for c in COLUMNS
             )
@@ -92,7 +95,8 @@ def run_method(method, out_dir, num_gpus, extra_opts, env, root="."):
     """Trains and evaluates ``method`` with train_net.py into ``out_dir`` (resuming an
     interrupted run, skipping a finished one); returns its results."""
     log = os.path.join(out_dir, "log.txt")
-    if os.path.isfile(os.path.join(out_dir, "model_final.pth")) and os.path.isfile(log) and parse_results(log):
+    if (os.path.isfile(os.path.join(out_dir, "model_final.pth")) and os.path.isfile(log)
+            and parse_results(log)):
         print(f"{method}: finished run found in {out_dir}, not trained again", flush=True)
         return parse_results(log)
     root = os.path.abspath(root)
@@ -135,7 +139,8 @@ def main(argv=None, root="."):
     parser.add_argument("--num-gpus", type=int, default=8)
     parser.add_argument("--output", default="output/reproduce_lvis")
     parser.add_argument("--methods", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--dry-run", action="store_true", help="CPU, LVIS-shaped data, 2 iterations")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="CPU, LVIS-shaped data, 2 iterations")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="extra config options for both runs")
     args = parser.parse_args(argv)
     out = os.path.abspath(args.output)
@@ -157,6 +162,7 @@ def main(argv=None, root="."):
     for method in args.methods:
         measured[method] = run_method(method, os.path.join(out, method), num_gpus, extra, env,
                                       root)
-    print("\nLVIS v1 val, Mask R-CNN R-50 FPN, 12 epochs" + (" (DRY RUN: meaningless)" if args.dry_run else ""))
+    print("\nLVIS v1 val, Mask R-CNN R-50 FPN, 12 epochs"
+          + (" (DRY RUN: meaningless)" if args.dry_run else ""))
     print(format_table(measured))
     return measured

@@ -50,7 +50,8 @@ METHODS = {
     "lda_b": (f"{EMBEDDED}/lda_mask_rcnn_R_18_FPN_cpu_embedded.yaml",
               ["MODEL.LDA.LOSS_WEIGHT_UNBALANCED", "0.0", "MODEL.LDA.LAMBDA", "0.0",
                "MODEL.LDA.FIXED_ALPHA", "1.0"]),
-    # peer long-tail methods (projects_lda/modeling/peers), same detector, data, sampler and schedule
+    # peer long-tail methods (projects_lda/modeling/peers), same detector, data, sampler
+    # and schedule
     "fedloss": (f"{EMBEDDED}/fedloss_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
     "eqlv2": (f"{EMBEDDED}/eqlv2_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),
     "seesaw": (f"{EMBEDDED}/seesaw_mask_rcnn_R_18_FPN_cpu_embedded.yaml", []),

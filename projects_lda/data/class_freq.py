@@ -129,7 +129,8 @@ def _class_lists_of(name):
     """The class lists of the last load of dataset ``name`` (its metadata's
     :data:`~projects_lda.data.datasets.CLASS_LISTS_KEY`), None when there was none in this
     process or its file changed since."""
-    entry = MetadataCatalog.get(name).get(CLASS_LISTS_KEY, None) if name in MetadataCatalog else None
+    entry = (MetadataCatalog.get(name).get(CLASS_LISTS_KEY, None) if name in MetadataCatalog
+             else None)
     if entry is None:
         return None
     json_file, stamp, lists = entry

@@ -79,8 +79,9 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
                              "follows the LVIS protocol only; COCO's is the hotcoco backend's")
         if meta.get("federated", True) is False:
             raise ValueError(f"dataset {dataset_name!r} is exhaustively annotated (no LVIS "
-                             "neg_category_ids): lvis-api would ignore detections of classes absent "
-                             "from an image; evaluate it with TEST.LVIS_EVAL.BACKEND hotcoco")
+                             "neg_category_ids): lvis-api would ignore detections of classes "
+                             "absent from an image; evaluate it with "
+                             "TEST.LVIS_EVAL.BACKEND hotcoco")
         if backend == "lvis-api":  # detectron2's evaluator always writes the results JSON
             if metrics != ("standard",):
                 raise ValueError(f"TEST.LVIS_EVAL.METRICS {metrics}: AP-fixed and AP-pool are "

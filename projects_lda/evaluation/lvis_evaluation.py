@@ -138,7 +138,8 @@ class HotcocoLVISEvaluator(DatasetEvaluator):
                 file's (:func:`projects_lda.data.validation.annotation_kind`).
             frequency (dict, callable or None): {file category id: "r"/"c"/"f"} (or a callable
                 returning it, called only when needed) for the categories without their own
-                ``frequency``: the training set's groups (:func:`ground_truth.training_frequencies`).
+                ``frequency``: the training set's groups
+                (:func:`ground_truth.training_frequencies`).
             report (bool): after the evaluation, write the evaluation report (per-class AP,
                 TIDE, sibling confusions: :mod:`projects_lda.evaluation.report`) into
                 ``output_dir/report``; the results JSON is then written too.

@@ -99,7 +99,8 @@ class AccuracyWindow(nn.Module):
         self.position += 1
 
     def totals(self) -> torch.Tensor:
-        """(3,) float64 on the device: correct_unbalanced, correct_balanced, total over the window."""
+        """(3,) float64 on the device: correct_unbalanced, correct_balanced, total over the
+        window."""
         return self.counts.sum(dim=0)
 
     def accuracies(self):

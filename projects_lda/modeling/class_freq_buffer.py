@@ -8,9 +8,9 @@ follow the same rule, which this mixin implements once:
 * the statistics are a buffer ``class_freq`` (shape ``(C,)``) with a flag ``class_freq_ready``,
   so they are saved in every checkpoint and restored by ``load_state_dict``;
 * the predictor may be given a callable instead of a tensor (for example
-  :func:`projects_lda.data.class_freq.frequency_provider`); it is called only when the statistics are
-  first needed in training and never when they came from a checkpoint, so ``--eval-only`` does
-  not read the training set.
+  :func:`projects_lda.data.class_freq.frequency_provider`); it is called only when the statistics
+  are first needed in training and never when they came from a checkpoint, so ``--eval-only``
+  does not read the training set.
 
 Usage, in an ``nn.Module`` (after ``nn.Module.__init__`` has run)::
 

@@ -35,7 +35,8 @@ def generate_into_place(root, generate, outdated):
         try:
             os.rename(tmp, root)
         except OSError:
-            pass  # ``root`` exists (e.g. created meanwhile by another process): checked by the caller
+            # ``root`` exists (e.g. created meanwhile by another process): checked by the caller
+            pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(stale, ignore_errors=True)

@@ -84,7 +84,8 @@ def _make_pool(folder, count, seed):
                 if rng.random() < 0.5:
                     cv2.rectangle(img, (x0, y0), (x1, y1), color, -1)
                 else:
-                    center, axes = ((x0 + x1) // 2, (y0 + y1) // 2), ((x1 - x0) // 2, (y1 - y0) // 2)
+                    center, axes = (((x0 + x1) // 2, (y0 + y1) // 2),
+                                    ((x1 - x0) // 2, (y1 - y0) // 2))
                     cv2.ellipse(img, center, axes, 0, 0, 360, color, -1)
             tmp = path + ".tmp.jpg"
             if not cv2.imwrite(tmp, img):

@@ -115,7 +115,8 @@ class EQLv2FastRCNNOutputLayers(LongTailOutputLayers):
         q = 1 + self.alpha * (1 - r)
         # chosen on the device: reading grad_steps on the host would wait for it every step
         started = self.grad_steps > 0
-        return torch.where(started, q, torch.ones_like(q)), torch.where(started, r, torch.ones_like(r))
+        return (torch.where(started, q, torch.ones_like(q)),
+                torch.where(started, r, torch.ones_like(r)))
 
     @torch.no_grad()
     def accumulate(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):

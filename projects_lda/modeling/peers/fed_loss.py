@@ -175,7 +175,8 @@ class FedLossFastRCNNOutputLayers(ClassFreqBufferMixin, LongTailOutputLayers):
         return ret
 
     def sampling_weights(self) -> torch.Tensor:
-        """(C,) ``image_count ** FREQ_WEIGHT_POWER`` (0 for classes with no image; computed once)."""
+        """(C,) ``image_count ** FREQ_WEIGHT_POWER`` (0 for classes with no image; computed
+        once)."""
         return self.class_stat("sampling_weights", lambda n: n.pow(self.freq_weight_power))
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
