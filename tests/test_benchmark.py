@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_opts
 
 from projects_lda.benchmark import cli, report, runs
@@ -31,6 +32,26 @@ def test_summary_and_table_by_hand():
     lda_rows = [line for line in table.splitlines() if line.startswith("| lda |")]
     assert "44.0 ± 1.4" in lda_rows[0] and "+3.0" in lda_rows[0] and "+7.0" in lda_rows[0]
     assert "1.20x" in lda_rows[2] and "1.10x" in lda_rows[2]  # train / test time ratios
+
+
+def test_time_ratios_only_between_runs_measured_alike(monkeypatch):
+    alike, alone = {"threads": 1, "jobs": 2}, {"threads": 2, "jobs": 1}
+    results = {
+        "baseline": {0: {**_record(40.0, 30.0, 0.5, 0.1), "timing_conditions": alike}},
+        "lda": {0: {**_record(43.0, 36.0, 0.6, 0.11), "timing_conditions": alike}},
+        "fedloss": {0: {**_record(41.0, 31.0, 0.25, 0.05), "timing_conditions": alone}},
+        "seesaw": {0: _record(41.0, 31.0, 0.5, 0.1)},  # a record without its conditions
+    }
+    table = report.markdown_table(report.summarize(results), "baseline")
+    rows = {line.split(" | ")[0][2:]: line for line in table.splitlines()
+            if "peak RSS" not in line and line.count("|") == 8}
+    assert rows["lda"].endswith("| 1 × 2 | 1.20x | 1.10x |")
+    assert rows["fedloss"].endswith("| 2 × 1 | - | - |")
+    assert rows["seesaw"].endswith("| - | - | - |")
+    env = runs.child_env(2)
+    assert env[runs.JOBS_ENV] == "2" and env["OMP_NUM_THREADS"]
+    monkeypatch.setenv(runs.JOBS_ENV, "3")
+    assert runs.timing_conditions() == {"threads": torch.get_num_threads(), "jobs": 3}
 
 
 def test_ap_fixed_and_ap_pool_are_tabled_beside_ap_when_computed():

@@ -44,8 +44,16 @@ def summarize(results):
                 s[f"{task}/{k}"] = _mean_std([r[task].get(k) for r in rows])
         for k in ("sec_per_iter", "sec_per_image", "peak_rss_mb"):
             s[k] = _mean_std([r.get(k) for r in rows])
+        s["timing_conditions"] = sorted({_timing_label(r) for r in rows}, key=str)
         summary[method] = s
     return summary
+
+
+def _timing_label(record):
+    """The record's torch threads x runs allowed at a time (``runs.timing_conditions``), as
+    "1 × 2"; None for a record that does not keep them."""
+    c = record.get("timing_conditions")
+    return None if c is None else f"{c['threads']} × {c['jobs']}"
 
 
 def _fmt(mean_std, digits, seeds):
@@ -88,17 +96,23 @@ def markdown_table(summary, baseline="baseline"):
                         row.append("-" if m is None or b is None else f"{m - b:+.1f}")
                 lines.append("| " + " | ".join(row) + " |")
             lines.append("")
-    head = ["method", "s / train iter", "s / test image", "peak RSS (MB)"]
+    # times compare only between runs measured alike: a run alone with two threads is not
+    # comparable to the baseline's two at a time with one thread each, so no ratio is given
+    # (records that do not keep their conditions compare only with each other)
+    head = ["method", "s / train iter", "s / test image", "peak RSS (MB)",
+            "threads × runs at once"]
     if base:
         head += ["train time ratio", "test time ratio"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, s in summary.items():
         row = [method] + [_fmt(s[k], digits, s["seeds"]) for k, digits in
                           (("sec_per_iter", 3), ("sec_per_image", 3), ("peak_rss_mb", 0))]
+        row.append(", ".join(c or "-" for c in s["timing_conditions"]))
         if base:
+            alike = s["timing_conditions"] == base["timing_conditions"]
             for k in ("sec_per_iter", "sec_per_image"):
                 m, b = s[k][0], base[k][0]
-                row.append(f"{m / b:.2f}x" if m is not None and b else "-")
+                row.append(f"{m / b:.2f}x" if alike and m is not None and b else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

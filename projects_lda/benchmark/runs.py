@@ -198,6 +198,7 @@ def run_one(config_file, out_dir, seed, opts):
         "sec_per_iter": median_iter_time(Path(out_dir) / "metrics.json"),
         "sec_per_image": inference_time(out_dir),
         "peak_rss_mb": peak_kb / 1024.0,
+        "timing_conditions": timing_conditions(),
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20
         if torch.cuda.is_available() else None,
         "wall_seconds": wall,
@@ -235,13 +236,25 @@ def run_one(config_file, out_dir, seed, opts):
         ckpt.unlink()
 
 
+# how many runs the benchmark command lets share the machine (its ``--jobs``), told to each run
+# process so that its record says under what conditions its times were measured
+JOBS_ENV = "LDA_BENCHMARK_JOBS"
+
+
 def child_env(jobs):
     """The environment of the run processes: one intra-op thread each when several run at a
-    time (oversubscribed OpenMP threads crawl)."""
+    time (oversubscribed OpenMP threads crawl), and ``--jobs`` in :data:`JOBS_ENV`."""
     env = dict(os.environ)
     if jobs > 1:
         env.setdefault("OMP_NUM_THREADS", "1")
+    env[JOBS_ENV] = str(jobs)
     return env
+
+
+def timing_conditions():
+    """What this process's times depend on besides the model: torch's intra-op threads and the
+    runs allowed at a time (``--jobs``; 1 outside the benchmark command)."""
+    return {"threads": torch.get_num_threads(), "jobs": int(os.environ.get(JOBS_ENV) or 1)}
 
 
 @contextlib.contextmanager
